@@ -1,0 +1,2 @@
+//! The `osbuild` command line.
+fn main() {}
