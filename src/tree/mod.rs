@@ -6,6 +6,7 @@
 //! Hardlinks are leaves shared through [`Arc`]: two names pointing at the same [`Leaf`].
 
 mod content;
+mod from_host;
 mod path;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 
 pub use content::{BlobFile, Content};
+pub use from_host::{FromHostError, HostImport, import_host_path};
 pub use path::{TreePath, TreePathError};
 
 /// Ownership, permissions, time and extended attributes of a tree entry.
