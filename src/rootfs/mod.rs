@@ -1,1 +1,4 @@
-//! (in progress)
+//! Root filesystem assembly: kernel, init images, container bundles and files laid out where
+//! LinuxKit users expect them.
+
+pub mod fixups;

@@ -7,6 +7,7 @@
 
 mod content;
 mod from_host;
+mod overlay;
 mod path;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use content::{BlobFile, Content};
 pub use from_host::{FromHostError, HostImport, import_host_path};
+pub use overlay::overlay_dir;
 pub use path::{TreePath, TreePathError};
 
 /// Ownership, permissions, time and extended attributes of a tree entry.
