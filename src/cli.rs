@@ -1,0 +1,195 @@
+//! Command-line arguments of the `osbuild` binary (parsing only; the work is in the library).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Assemble minimal, immutable Linux OS images from OCI images and a LinuxKit-style YAML spec.
+#[derive(Debug, Parser)]
+#[command(name = "osbuild", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Show more detail (every step, every image and layer).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Show nothing but warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build images from one or more YAML specs (later files merge into earlier ones).
+    Build(BuildArgs),
+    /// Show an image's platforms, config and LinuxKit label.
+    Inspect(InspectArgs),
+    /// Look after the local image cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// Registry and cache options shared by the commands that pull.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Cache directory (default: $XDG_CACHE_HOME/osbuild).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Use plain HTTP for this registry host (repeatable). Loopback hosts always use HTTP.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Pull REGISTRY's images from URL instead, e.g. docker.io=http://127.0.0.1:5000 (repeatable).
+    #[arg(long, value_name = "REGISTRY=URL")]
+    pub mirror: Vec<String>,
+    /// Docker config file with credentials (default: $DOCKER_CONFIG/config.json or
+    /// ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub docker_config: Option<PathBuf>,
+}
+
+/// `osbuild build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// YAML spec files; several merge in order.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format (repeatable): kernel+initrd, tar-kernel-initrd, tar.
+    #[arg(
+        short,
+        long = "format",
+        value_name = "FORMAT",
+        default_value = "kernel+initrd"
+    )]
+    pub formats: Vec<String>,
+    /// Base name of the outputs (default: the first file's name without extension).
+    #[arg(short, long)]
+    pub name: Option<String>,
+    /// Directory for the outputs.
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Write the (single) output to this file instead; `-` streams it to standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Target architecture: amd64, arm64 or s390x (default: the host's).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Initrd compression: gzip, zstd or none.
+    #[arg(long, default_value = "gzip")]
+    pub compress: String,
+    /// Check the registry for newer images even when they are cached.
+    #[arg(long, conflicts_with = "offline")]
+    pub pull: bool,
+    /// Use only the cache; fail naming any image that is not in it.
+    #[arg(long)]
+    pub offline: bool,
+    /// Resolve the spec and pin every image by digest, print it, and build nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Registry and cache options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `osbuild inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image reference.
+    pub image: String,
+    /// Architecture whose manifest and config to show (default: the host's).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Use only the cache.
+    #[arg(long)]
+    pub offline: bool,
+    /// Registry and cache options.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `osbuild cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cached images.
+    Ls(CacheDir),
+    /// Remove an image from the cache (its blobs go at the next `clean`).
+    Rm {
+        /// Image reference.
+        image: String,
+        /// Cache location.
+        #[command(flatten)]
+        dir: CacheDir,
+    },
+    /// Remove blobs no cached image uses; with --all, empty the cache.
+    Clean {
+        /// Remove everything.
+        #[arg(long)]
+        all: bool,
+        /// Cache location.
+        #[command(flatten)]
+        dir: CacheDir,
+    },
+    /// Import an OCI image layout tarball.
+    Import {
+        /// The tarball.
+        file: PathBuf,
+        /// Cache location.
+        #[command(flatten)]
+        dir: CacheDir,
+    },
+    /// Export a cached image as an OCI image layout tarball.
+    Export {
+        /// Image reference.
+        image: String,
+        /// The tarball to write.
+        file: PathBuf,
+        /// Cache location.
+        #[command(flatten)]
+        dir: CacheDir,
+    },
+}
+
+/// Where the cache is.
+#[derive(Debug, Args)]
+pub struct CacheDir {
+    /// Cache directory (default: $XDG_CACHE_HOME/osbuild).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn repeatable_formats_and_mirrors() {
+        let cli = Cli::parse_from([
+            "osbuild",
+            "build",
+            "-f",
+            "tar",
+            "--format",
+            "kernel+initrd",
+            "--mirror",
+            "docker.io=http://127.0.0.1:1",
+            "a.yml",
+            "b.yml",
+        ]);
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
+        assert_eq!(b.formats, ["tar", "kernel+initrd"]);
+        assert_eq!(b.files.len(), 2);
+        assert_eq!(b.registry.mirror, ["docker.io=http://127.0.0.1:1"]);
+    }
+}
