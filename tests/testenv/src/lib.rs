@@ -2,7 +2,9 @@
 //! images built from real binaries and pushed to the registry.
 
 pub mod kernel;
+pub mod qemu;
 pub mod registry;
+pub mod trees;
 
 /// Where fixtures shared by all tests of a run are kept: `$OSBUILD_FIXTURES`, else
 /// `target/osbuild-fixtures` next to the build output.

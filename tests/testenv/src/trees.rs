@@ -96,9 +96,17 @@ pub fn busybox() -> Result<Tree> {
     for applet in APPLETS {
         put(&mut tree, &format!("bin/{applet}"), symlink("busybox"))?;
     }
-    put(&mut tree, "etc/passwd", text(0o644, "root:x:0:0:root:/:/bin/sh\n"))?;
+    put(
+        &mut tree,
+        "etc/passwd",
+        text(0o644, "root:x:0:0:root:/:/bin/sh\n"),
+    )?;
     put(&mut tree, "etc/group", text(0o644, "root:x:0:\n"))?;
-    put(&mut tree, "www/index.html", text(0o644, "osbuild fixture\n"))?;
+    put(
+        &mut tree,
+        "www/index.html",
+        text(0o644, "osbuild fixture\n"),
+    )?;
     Ok(tree)
 }
 
