@@ -1,1 +1,5 @@
 //! (in progress)
+/// Placeholder error until the flattening lands.
+#[derive(Debug, thiserror::Error)]
+#[error("flatten")]
+pub struct FlattenError;

@@ -1,1 +1,89 @@
-//! (in progress)
+//! Output writers: archives of a tree (newc cpio, tar), compression, files written atomically,
+//! and the formats built from them.
+
+pub mod atomic;
+pub mod compress;
+pub mod cpio;
+pub mod formats;
+pub mod tar;
+
+use std::io::{self, Read, Write};
+
+use crate::tree::Content;
+
+/// Why an output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Reading an entry's body or writing the archive failed.
+    #[error("{path}: {source}")]
+    Write {
+        /// The entry (or output file) concerned.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
+    /// The archive format cannot hold this entry.
+    #[error("{path}: {reason}")]
+    Unrepresentable {
+        /// The entry.
+        path: String,
+        /// Which limit it exceeds.
+        reason: String,
+    },
+    /// A file body was shorter or longer than the tree says (its source changed under us).
+    #[error("{path}: expected {expected} bytes, read {read}")]
+    SizeChanged {
+        /// The entry.
+        path: String,
+        /// The size the tree holds.
+        expected: u64,
+        /// The bytes read.
+        read: u64,
+    },
+    /// The output file or directory could not be created or committed.
+    #[error("{path}: {source}")]
+    File {
+        /// The output path.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
+    /// The requested output format does not exist or cannot be combined as asked.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Stream `content` into `out` through `buf`, checking the length matches.
+pub(crate) fn copy_content<W: Write + ?Sized>(
+    content: &Content,
+    out: &mut W,
+    buf: &mut [u8],
+    path: &str,
+) -> Result<u64, OutputError> {
+    let err = |source| OutputError::Write {
+        path: path.to_string(),
+        source,
+    };
+    let mut reader = content.open().map_err(err)?;
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(err(e)),
+        };
+        out.write_all(&buf[..n]).map_err(err)?;
+        total += n as u64;
+    }
+    if total != content.len() {
+        return Err(OutputError::SizeChanged {
+            path: path.to_string(),
+            expected: content.len(),
+            read: total,
+        });
+    }
+    Ok(total)
+}
