@@ -171,7 +171,7 @@ fn count_names(tree: &Tree, opts: &CpioOptions<'_>) -> HashMap<*const Leaf, Grou
     let _ = tree.walk::<()>(|entry| {
         if let WalkEntry::Leaf { path, leaf } = entry
             && Arc::strong_count(leaf) > 1
-            && !opts.filter.is_some_and(|keep| !keep(path))
+            && opts.filter.is_none_or(|keep| keep(path))
         {
             *counts.entry(Arc::as_ptr(leaf)).or_default() += 1;
         }

@@ -98,7 +98,7 @@ fn in_initrd(tree: &Tree) -> impl Fn(&TreePath) -> bool + '_ {
             .keys()
             .all(|n| ["kernel", "cmdline", "ucode.cpio"].iter().any(|s| n == *s))
     });
-    move |p: &TreePath| !split.contains(p) && !(boot_only_split && *p == boot)
+    move |p: &TreePath| !(split.contains(p) || (boot_only_split && *p == boot))
 }
 
 /// Write the initrd: the microcode cpio as is, then the compressed cpio of the root filesystem.

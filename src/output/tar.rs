@@ -441,7 +441,7 @@ mod tests {
             seen,
             [
                 "a/ Directory 755 0 None \"\" x0".to_string(),
-                format!("a/link Regular 640 3000000 None \"shared\" x0"),
+                "a/link Regular 640 3000000 None \"shared\" x0".to_string(),
                 "a/x Regular 4755 0 None \"\" x1".to_string(),
                 "deep/ Directory 755 0 None \"\" x0".to_string(),
                 format!("deep/{}/ Directory 755 0 None \"\" x0", "d".repeat(120)),

@@ -88,7 +88,11 @@ pub type ImageTrees = BTreeMap<ImageKey, Tree>;
 /// Lay out the root filesystem for `plan`. `mtime` is the time of every generated entry.
 pub fn assemble(plan: &RootfsPlan, images: &ImageTrees, mtime: i64) -> Result<Tree, AssembleError> {
     let mut root = Tree::new(mtime);
-    let image = |key: &ImageKey| images.get(key).ok_or_else(|| AssembleError::ImageMissing(key.clone()));
+    let image = |key: &ImageKey| {
+        images
+            .get(key)
+            .ok_or_else(|| AssembleError::ImageMissing(key.clone()))
+    };
     if let Some(kernel) = &plan.kernel {
         add_kernel(&mut root, kernel, image(&kernel.image)?, mtime)?;
     }
@@ -112,10 +116,21 @@ pub fn assemble(plan: &RootfsPlan, images: &ImageTrees, mtime: i64) -> Result<Tr
             }
             None => Directory::new(dir_meta.clone()),
         };
-        put(&mut root, &format!("{base}/lower"), Inode::Directory(Box::new(lower)), &dir_meta)
-            .map_err(place)?;
+        put(
+            &mut root,
+            &format!("{base}/lower"),
+            Inode::Directory(Box::new(lower)),
+            &dir_meta,
+        )
+        .map_err(place)?;
         for sub in ["tmp", "merged"] {
-            put(&mut root, &format!("{base}/{sub}"), empty_dir(&dir_meta), &dir_meta).map_err(place)?;
+            put(
+                &mut root,
+                &format!("{base}/{sub}"),
+                empty_dir(&dir_meta),
+                &dir_meta,
+            )
+            .map_err(place)?;
         }
     }
     for bundle in &plan.bundles {
@@ -150,7 +165,12 @@ fn find_file(tree: &Tree, path: &str) -> Result<Option<Arc<Leaf>>, TreePathError
     })
 }
 
-fn add_kernel(root: &mut Tree, plan: &KernelPlan, image: &Tree, mtime: i64) -> Result<(), AssembleError> {
+fn add_kernel(
+    root: &mut Tree,
+    plan: &KernelPlan,
+    image: &Tree,
+    mtime: i64,
+) -> Result<(), AssembleError> {
     let path_err = |source| AssembleError::KernelPath {
         image: plan.image.clone(),
         source,
@@ -167,12 +187,13 @@ fn add_kernel(root: &mut Tree, plan: &KernelPlan, image: &Tree, mtime: i64) -> R
             path: plan.binary.clone(),
         })?;
     if let Some(tar) = &plan.tar {
-        let tarball = find_file(image, tar)
-            .map_err(path_err)?
-            .ok_or_else(|| AssembleError::NoKernelTar {
-                image: plan.image.clone(),
-                path: tar.clone(),
-            })?;
+        let tarball =
+            find_file(image, tar)
+                .map_err(path_err)?
+                .ok_or_else(|| AssembleError::NoKernelTar {
+                    image: plan.image.clone(),
+                    path: tar.clone(),
+                })?;
         if let LeafKind::File(content) = &tarball.kind {
             crate::flatten::apply_tar_content(root, content).map_err(|source| {
                 AssembleError::KernelTar {
@@ -187,7 +208,13 @@ fn add_kernel(root: &mut Tree, plan: &KernelPlan, image: &Tree, mtime: i64) -> R
         mtime,
         ..kernel.meta.clone()
     };
-    put(root, "boot/kernel", leaf(kernel_meta, kernel.kind.clone()), &boot_meta).map_err(place)?;
+    put(
+        root,
+        "boot/kernel",
+        leaf(kernel_meta, kernel.kind.clone()),
+        &boot_meta,
+    )
+    .map_err(place)?;
     put(
         root,
         "boot/cmdline",
@@ -199,17 +226,24 @@ fn add_kernel(root: &mut Tree, plan: &KernelPlan, image: &Tree, mtime: i64) -> R
     )
     .map_err(place)?;
     if let Some(ucode) = &plan.ucode {
-        let file = find_file(image, ucode)
-            .map_err(path_err)?
-            .ok_or_else(|| AssembleError::NoUcode {
-                image: plan.image.clone(),
-                path: ucode.clone(),
-            })?;
+        let file =
+            find_file(image, ucode)
+                .map_err(path_err)?
+                .ok_or_else(|| AssembleError::NoUcode {
+                    image: plan.image.clone(),
+                    path: ucode.clone(),
+                })?;
         let meta = Meta {
             mtime,
             ..file.meta.clone()
         };
-        put(root, "boot/ucode.cpio", leaf(meta, file.kind.clone()), &boot_meta).map_err(place)?;
+        put(
+            root,
+            "boot/ucode.cpio",
+            leaf(meta, file.kind.clone()),
+            &boot_meta,
+        )
+        .map_err(place)?;
     }
     if let Some(boot) = root.get_dir_mut(&TreePath::parse("boot").map_err(path_err)?) {
         boot.meta = boot_meta;
@@ -217,7 +251,12 @@ fn add_kernel(root: &mut Tree, plan: &KernelPlan, image: &Tree, mtime: i64) -> R
     Ok(())
 }
 
-fn add_bundle(root: &mut Tree, plan: &BundlePlan, image: &Tree, mtime: i64) -> Result<(), AssembleError> {
+fn add_bundle(
+    root: &mut Tree,
+    plan: &BundlePlan,
+    image: &Tree,
+    mtime: i64,
+) -> Result<(), AssembleError> {
     let base = plan.path();
     let place = |source| AssembleError::Place {
         location: base.clone(),
@@ -227,15 +266,32 @@ fn add_bundle(root: &mut Tree, plan: &BundlePlan, image: &Tree, mtime: i64) -> R
     let mut tree = image.clone();
     fix_image(&mut tree.root, Resolv::Placeholder, mtime);
     let image_dir = if plan.readonly { "rootfs" } else { "lower" };
-    put(root, &format!("{base}/{image_dir}"), Inode::Directory(Box::new(tree.root)), &dir_meta)
-        .map_err(place)?;
+    put(
+        root,
+        &format!("{base}/{image_dir}"),
+        Inode::Directory(Box::new(tree.root)),
+        &dir_meta,
+    )
+    .map_err(place)?;
     if !plan.readonly {
         for sub in ["tmp", "rootfs"] {
-            put(root, &format!("{base}/{sub}"), empty_dir(&dir_meta), &dir_meta).map_err(place)?;
+            put(
+                root,
+                &format!("{base}/{sub}"),
+                empty_dir(&dir_meta),
+                &dir_meta,
+            )
+            .map_err(place)?;
         }
     }
-    for (name, body) in [("config.json", &plan.config_json), ("runtime.json", &plan.runtime_json)] {
-        let file = leaf(Meta::root(0o644, mtime), LeafKind::File(Content::inline(body.clone())));
+    for (name, body) in [
+        ("config.json", &plan.config_json),
+        ("runtime.json", &plan.runtime_json),
+    ] {
+        let file = leaf(
+            Meta::root(0o644, mtime),
+            LeafKind::File(Content::inline(body.clone())),
+        );
         put(root, &format!("{base}/{name}"), file, &dir_meta).map_err(place)?;
     }
     Ok(())
@@ -302,7 +358,8 @@ fn add_file(root: &mut Tree, file: &FilePlan, mtime: i64) -> Result<(), Assemble
             }
         }
     };
-    root.insert(&file.path, inode, &parent_meta).map_err(place)?;
+    root.insert(&file.path, inode, &parent_meta)
+        .map_err(place)?;
     Ok(())
 }
 
@@ -333,12 +390,19 @@ mod tests {
                 Meta::root(0o755, 1),
                 LeafKind::File(Content::inline(body.as_bytes().to_vec())),
             );
-            t.insert(&TreePath::parse(p).unwrap(), inode, &meta).unwrap();
+            t.insert(&TreePath::parse(p).unwrap(), inode, &meta)
+                .unwrap();
         }
         t
     }
 
-    fn bundle(section: Section, index: usize, name: &str, image: &str, readonly: bool) -> BundlePlan {
+    fn bundle(
+        section: Section,
+        index: usize,
+        name: &str,
+        image: &str,
+        readonly: bool,
+    ) -> BundlePlan {
         BundlePlan {
             section,
             dir_name: section.bundle_name(index, name),
@@ -352,13 +416,19 @@ mod tests {
     #[test]
     fn lays_out_init_bundles_volumes_and_files() {
         let mut images = ImageTrees::new();
-        images.insert("init:1".into(), image(&[("init", "#!/bin/sh"), ("bin/a", "a1")]));
+        images.insert(
+            "init:1".into(),
+            image(&[("init", "#!/bin/sh"), ("bin/a", "a1")]),
+        );
         images.insert("init:2".into(), image(&[("bin/a", "a2")]));
         images.insert("svc:1".into(), image(&[("bin/svc", "svc")]));
         let plan = RootfsPlan {
             kernel: None,
             init: vec!["init:1".into(), "init:2".into()],
-            volumes: vec![VolumePlan { name: "data".into(), image: None }],
+            volumes: vec![VolumePlan {
+                name: "data".into(),
+                image: None,
+            }],
             bundles: vec![
                 bundle(Section::Onboot, 0, "setup", "svc:1", true),
                 bundle(Section::Services, 0, "web", "svc:1", false),
@@ -375,24 +445,50 @@ mod tests {
         let t = assemble(&plan, &images, 42).unwrap();
         assert_eq!(text_at(&t, "bin/a"), "a2", "later init images win");
         assert_eq!(text_at(&t, "init"), "#!/bin/sh");
-        assert!(matches!(file_at(&t, "etc/resolv.conf").kind, LeafKind::Symlink(_)));
-        assert_eq!(text_at(&t, "containers/onboot/000-setup/rootfs/bin/svc"), "svc");
-        assert_eq!(text_at(&t, "containers/onboot/000-setup/config.json"), "{\"name\":\"setup\"}");
+        assert!(matches!(
+            file_at(&t, "etc/resolv.conf").kind,
+            LeafKind::Symlink(_)
+        ));
+        assert_eq!(
+            text_at(&t, "containers/onboot/000-setup/rootfs/bin/svc"),
+            "svc"
+        );
+        assert_eq!(
+            text_at(&t, "containers/onboot/000-setup/config.json"),
+            "{\"name\":\"setup\"}"
+        );
         assert_eq!(text_at(&t, "containers/services/web/lower/bin/svc"), "svc");
-        for d in ["containers/services/web/tmp", "containers/services/web/rootfs"] {
+        for d in [
+            "containers/services/web/tmp",
+            "containers/services/web/rootfs",
+        ] {
             let dir = t.get_dir(&TreePath::parse(d).unwrap()).unwrap();
             assert!(dir.entries.is_empty(), "{d} is empty");
         }
-        assert!(t.get_dir(&TreePath::parse("containers/volumes/data/merged").unwrap()).is_some());
+        assert!(
+            t.get_dir(&TreePath::parse("containers/volumes/data/merged").unwrap())
+                .is_some()
+        );
         // The same image used twice shares its files (written once, as hardlinks).
         assert!(Arc::ptr_eq(
             file_at(&t, "containers/onboot/000-setup/rootfs/bin/svc"),
             file_at(&t, "containers/services/web/lower/bin/svc"),
         ));
         let conf = file_at(&t, "etc/app/conf");
-        assert_eq!((conf.meta.mode, conf.meta.uid, conf.meta.gid, conf.meta.mtime), (0o640, 100, 101, 42));
+        assert_eq!(
+            (
+                conf.meta.mode,
+                conf.meta.uid,
+                conf.meta.gid,
+                conf.meta.mtime
+            ),
+            (0o640, 100, 101, 42)
+        );
         let app = t.get_dir(&TreePath::parse("etc/app").unwrap()).unwrap();
-        assert_eq!(app.meta.mode, 0o750, "new parents get search permission where readable");
+        assert_eq!(
+            app.meta.mode, 0o750,
+            "new parents get search permission where readable"
+        );
     }
 
     #[test]
@@ -410,13 +506,19 @@ mod tests {
             ..RootfsPlan::default()
         };
         let err = assemble(&plan, &images, 0).unwrap_err();
-        assert_eq!(err.to_string(), "kernel image k:1: no kernel file at /kernel (set kernel.binary)");
+        assert_eq!(
+            err.to_string(),
+            "kernel image k:1: no kernel file at /kernel (set kernel.binary)"
+        );
     }
 
     #[test]
     fn kernel_files_go_to_boot() {
         let mut images = ImageTrees::new();
-        images.insert("k:1".into(), image(&[("kernel", "bzImage"), ("ucode.cpio", "uc")]));
+        images.insert(
+            "k:1".into(),
+            image(&[("kernel", "bzImage"), ("ucode.cpio", "uc")]),
+        );
         let plan = RootfsPlan {
             kernel: Some(KernelPlan {
                 image: "k:1".into(),
@@ -439,7 +541,10 @@ mod tests {
         let mut plan = RootfsPlan::default();
         let mut file = FilePlan {
             path: TreePath::parse("etc/x").unwrap(),
-            body: FileBody::Source { path: "/nonexistent/osbuild".into(), optional: true },
+            body: FileBody::Source {
+                path: "/nonexistent/osbuild".into(),
+                optional: true,
+            },
             mode: 0o600,
             uid: 0,
             gid: 0,
@@ -448,10 +553,17 @@ mod tests {
         plan.files.push(file.clone());
         let t = assemble(&plan, &ImageTrees::new(), 0).unwrap();
         assert!(t.get(&TreePath::parse("etc/x").unwrap()).is_none());
-        file.body = FileBody::Source { path: "/nonexistent/osbuild".into(), optional: false };
+        file.body = FileBody::Source {
+            path: "/nonexistent/osbuild".into(),
+            optional: false,
+        };
         plan.files = vec![file];
         let err = assemble(&plan, &ImageTrees::new(), 0).unwrap_err();
-        assert!(err.to_string().starts_with("files[0]: /nonexistent/osbuild: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("files[0]: /nonexistent/osbuild: "),
+            "{err}"
+        );
     }
 
     #[test]

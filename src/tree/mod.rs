@@ -6,6 +6,7 @@
 //! Hardlinks are leaves shared through [`Arc`]: two names pointing at the same [`Leaf`].
 
 mod content;
+mod dump;
 mod from_host;
 mod overlay;
 mod path;
@@ -15,6 +16,7 @@ use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 
 pub use content::{BlobFile, Content};
+pub use dump::dump;
 pub use from_host::{FromHostError, HostImport, import_host_path};
 pub use overlay::overlay_dir;
 pub use path::{TreePath, TreePathError};

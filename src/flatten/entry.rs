@@ -1,0 +1,201 @@
+//! Reading a layer tar into a list of entries: paths normalised, whiteouts recognised, PAX
+//! records applied, bodies located (offset and length) without being read.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{Read, Seek};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use tar::EntryType;
+
+use super::FlattenError;
+use crate::tree::{Meta, TreePath};
+
+/// What a layer entry does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum EntryKind {
+    /// Remove the path from lower layers (`.wh.NAME`).
+    Whiteout,
+    /// Hide the lower layers' children of this directory (`.wh..wh..opq`).
+    Opaque,
+    /// A directory.
+    Directory,
+    /// A regular file whose body is `len` bytes at `offset` of the tar.
+    File {
+        /// Body offset in the tar.
+        offset: u64,
+        /// Body length.
+        len: u64,
+    },
+    /// Another name for an existing file.
+    Hardlink(TreePath),
+    /// A symbolic link.
+    Symlink(OsString),
+    /// A character device.
+    CharDevice(u32, u32),
+    /// A block device.
+    BlockDevice(u32, u32),
+    /// A named pipe.
+    Fifo,
+}
+
+/// One entry of a layer.
+#[derive(Debug, Clone)]
+pub(super) struct LayerEntry {
+    /// Normalised path (for whiteouts: of the thing hidden; for opaque markers: the directory).
+    pub path: TreePath,
+    pub meta: Meta,
+    pub kind: EntryKind,
+}
+
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
+
+/// Every entry of the tar read from `reader`; `layer` names it in errors.
+pub(super) fn read_entries<R: Read + Seek>(
+    reader: R,
+    layer: &str,
+) -> Result<Vec<LayerEntry>, FlattenError> {
+    let read_err = |source| FlattenError::Read {
+        layer: layer.to_string(),
+        source,
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut out = Vec::new();
+    for entry in archive.entries_with_seek().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let raw_path = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let bad = |reason: String| FlattenError::Entry {
+            layer: layer.to_string(),
+            path: shown.clone(),
+            reason,
+        };
+        let header = entry.header().clone();
+        let entry_type = header.entry_type();
+        if matches!(entry_type, EntryType::XGlobalHeader) {
+            continue;
+        }
+        let path = TreePath::parse(OsString::from_vec(raw_path.clone()))
+            .map_err(|e| bad(e.to_string()))?;
+        let mut meta = Meta {
+            mode: header.mode().map_err(|e| bad(e.to_string()))? & 0o7777,
+            uid: u32::try_from(header.uid().map_err(|e| bad(e.to_string()))?)
+                .map_err(|e| bad(e.to_string()))?,
+            gid: u32::try_from(header.gid().map_err(|e| bad(e.to_string()))?)
+                .map_err(|e| bad(e.to_string()))?,
+            mtime: i64::try_from(header.mtime().map_err(|e| bad(e.to_string()))?)
+                .unwrap_or(i64::MAX),
+            xattrs: BTreeMap::new(),
+        };
+        if let Some(exts) = entry.pax_extensions().map_err(read_err)? {
+            for ext in exts {
+                let ext = ext.map_err(read_err)?;
+                let Ok(key) = ext.key() else { continue };
+                let value = ext.value_bytes();
+                let number = || {
+                    std::str::from_utf8(value)
+                        .ok()
+                        .map(|v| v.split('.').next().unwrap_or(v))
+                };
+                match key {
+                    "uid" => {
+                        meta.uid = number()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| bad("bad PAX uid".into()))?
+                    }
+                    "gid" => {
+                        meta.gid = number()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| bad("bad PAX gid".into()))?
+                    }
+                    "mtime" => {
+                        meta.mtime = number()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| bad("bad PAX mtime".into()))?
+                    }
+                    _ => {
+                        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                            meta.xattrs.insert(name.to_string(), value.to_vec());
+                        }
+                    }
+                }
+            }
+        }
+        // Whiteouts are recognised by name, whatever their type.
+        if let Some(name) = path.file_name() {
+            let name = name.as_encoded_bytes();
+            if name == OPAQUE {
+                let dir = path.split_last().map(|(p, _)| p).unwrap_or_default();
+                out.push(LayerEntry {
+                    path: dir,
+                    meta,
+                    kind: EntryKind::Opaque,
+                });
+                continue;
+            }
+            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                if hidden.starts_with(WHITEOUT_PREFIX) {
+                    // Other `.wh..wh.` names are internal to the layer tool that made them.
+                    continue;
+                }
+                if hidden.is_empty() {
+                    return Err(bad("whiteout without a name".into()));
+                }
+                let (mut target, _) = path.split_last().unwrap_or_default();
+                target.push(std::ffi::OsStr::from_bytes(hidden));
+                out.push(LayerEntry {
+                    path: target,
+                    meta,
+                    kind: EntryKind::Whiteout,
+                });
+                continue;
+            }
+        }
+        let kind = match entry_type {
+            EntryType::Regular | EntryType::Continuous => EntryKind::File {
+                offset: entry.raw_file_position(),
+                len: entry.size(),
+            },
+            EntryType::Directory => EntryKind::Directory,
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("hardlink without a target".into()))?
+                    .into_owned();
+                let target = TreePath::parse(OsString::from_vec(target))
+                    .map_err(|e| bad(format!("hardlink target: {e}")))?;
+                EntryKind::Hardlink(target)
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                EntryKind::Symlink(OsString::from_vec(target))
+            }
+            EntryType::Char | EntryType::Block => {
+                let major = header
+                    .device_major()
+                    .map_err(|e| bad(e.to_string()))?
+                    .unwrap_or(0);
+                let minor = header
+                    .device_minor()
+                    .map_err(|e| bad(e.to_string()))?
+                    .unwrap_or(0);
+                if entry_type == EntryType::Char {
+                    EntryKind::CharDevice(major, minor)
+                } else {
+                    EntryKind::BlockDevice(major, minor)
+                }
+            }
+            EntryType::Fifo => EntryKind::Fifo,
+            EntryType::GNUSparse => {
+                return Err(bad("sparse files are not supported in layers".into()));
+            }
+            other => return Err(bad(format!("unsupported tar entry type {other:?}"))),
+        };
+        out.push(LayerEntry { path, meta, kind });
+    }
+    Ok(out)
+}

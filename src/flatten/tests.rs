@@ -1,0 +1,348 @@
+//! Unit tests of the layer rules, each with the expected tree as a dump.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::*;
+use crate::output::tar::{TarOptions, write_tar};
+use crate::tree::{Content, Inode, Leaf, LeafKind, Meta, Tree, TreePath, dump};
+
+/// Builds layers as real tar files (written by our tar writer) in a temp dir.
+struct Layers {
+    dir: tempfile::TempDir,
+    paths: Vec<PathBuf>,
+}
+
+impl Layers {
+    fn new() -> Self {
+        Layers {
+            dir: tempfile::tempdir().unwrap(),
+            paths: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, entries: &[(&str, Inode)]) -> &mut Self {
+        let mut t = Tree::new(0);
+        let meta = Meta::root(0o755, 0);
+        for (p, inode) in entries {
+            t.insert(&TreePath::parse(p).unwrap(), inode.clone(), &meta)
+                .unwrap();
+        }
+        self.add_tree(&t)
+    }
+
+    fn add_tree(&mut self, t: &Tree) -> &mut Self {
+        let path = self
+            .dir
+            .path()
+            .join(format!("layer{}.tar", self.paths.len()));
+        let mut f = std::fs::File::create(&path).unwrap();
+        write_tar(t, &mut f, &TarOptions::default()).unwrap();
+        self.paths.push(path);
+        self
+    }
+
+    fn add_raw(&mut self, bytes: &[u8]) -> &mut Self {
+        let path = self
+            .dir
+            .path()
+            .join(format!("layer{}.tar", self.paths.len()));
+        std::fs::write(&path, bytes).unwrap();
+        self.paths.push(path);
+        self
+    }
+
+    fn flatten(&self) -> Result<Tree, FlattenError> {
+        flatten(&self.paths)
+    }
+}
+
+fn file(body: &str) -> Inode {
+    file_mode(body, 0o644)
+}
+
+fn file_mode(body: &str, mode: u32) -> Inode {
+    Inode::Leaf(Arc::new(Leaf {
+        meta: Meta::root(mode, 0),
+        kind: LeafKind::File(Content::inline(body.as_bytes().to_vec())),
+    }))
+}
+
+fn dir(mode: u32) -> Inode {
+    Inode::Directory(Box::new(crate::tree::Directory::new(Meta::root(mode, 0))))
+}
+
+fn lines(tree: &Tree) -> Vec<String> {
+    dump(tree, false).lines().map(|l| l.to_string()).collect()
+}
+
+#[test]
+fn later_layers_replace_files_and_whiteouts_remove() {
+    let t = Layers::new()
+        .add(&[("etc/keep", file("v1")), ("etc/gone", file("x"))])
+        .add(&[
+            ("etc/.wh.gone", file("")),
+            ("etc/keep", file_mode("v2", 0o600)),
+        ])
+        .flatten()
+        .unwrap();
+    let d = lines(&t);
+    assert_eq!(d.len(), 3, "{d:#?}");
+    assert_eq!(d[1], "/etc 0755 0:0 dir");
+    assert!(d[2].starts_with("/etc/keep 0600 0:0 file 2 "), "{d:#?}");
+}
+
+#[test]
+fn whiteouts_do_not_hide_entries_of_their_own_layer() {
+    // The whiteout hides only the lower `a`, not the one of its own layer.
+    let mut layers = Layers::new();
+    layers.add(&[("etc/a", file("low"))]);
+    layers.add(&[("etc/a", file("same layer")), ("etc/.wh.a", file(""))]);
+    let t = layers.flatten().unwrap();
+    let a = t
+        .get(&TreePath::parse("etc/a").unwrap())
+        .expect("etc/a survives");
+    let Inode::Leaf(l) = a else { panic!() };
+    let LeafKind::File(c) = &l.kind else { panic!() };
+    assert_eq!(c.read_to_vec().unwrap(), b"same layer");
+}
+
+#[test]
+fn opaque_directory_hides_lower_children_only() {
+    let t = Layers::new()
+        .add(&[("o/a", file("a")), ("o/sub/b", file("b"))])
+        .add(&[("o/.wh..wh..opq", file("")), ("o/c", file("c"))])
+        .flatten()
+        .unwrap();
+    let names: Vec<_> = lines(&t)
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["/", "/o", "/o/c"]);
+}
+
+#[test]
+fn directory_whiteout_then_recreated_directory_is_fresh() {
+    let t = Layers::new()
+        .add(&[("redo/old", file("old"))])
+        .add(&[(".wh.redo", file(""))])
+        .add(&[("redo", dir(0o700)), ("redo/new", file("new"))])
+        .flatten()
+        .unwrap();
+    let d = lines(&t);
+    assert_eq!(d[1], "/redo 0700 0:0 dir");
+    assert_eq!(d.len(), 3, "old is gone: {d:#?}");
+    assert!(d[2].starts_with("/redo/new "));
+}
+
+#[test]
+fn directory_metadata_is_replaced_children_kept() {
+    let t = Layers::new()
+        .add(&[("d", dir(0o755)), ("d/x", file("x"))])
+        .add(&[("d", dir(0o711))])
+        .flatten()
+        .unwrap();
+    let d = lines(&t);
+    assert_eq!(d[1], "/d 0711 0:0 dir");
+    assert!(d[2].starts_with("/d/x "));
+}
+
+#[test]
+fn file_replaces_directory_and_directory_replaces_file() {
+    let t = Layers::new()
+        .add(&[("a/child", file("c")), ("b", file("b"))])
+        .add(&[("a", file("now a file")), ("b/inner", file("i"))])
+        .flatten()
+        .unwrap();
+    let d = lines(&t);
+    assert!(d[1].starts_with("/a 0644 0:0 file 10 "), "{d:#?}");
+    assert_eq!(d[2], "/b 0755 0:0 dir");
+    assert!(d[3].starts_with("/b/inner "));
+}
+
+#[test]
+fn hardlinks_share_leaves_across_layers() {
+    let shared = file("shared");
+    let mut layers = Layers::new();
+    layers.add(&[("x/orig", shared.clone()), ("x/same", shared)]);
+    // A hardlink in a higher layer to a file of a lower one.
+    let mut raw = Vec::new();
+    raw.extend_from_slice(&ustar_link("y/link", "x/orig"));
+    raw.extend_from_slice(&[0u8; 1024]);
+    layers.add_raw(&raw);
+    let t = layers.flatten().unwrap();
+    let d = lines(&t);
+    let linked: Vec<_> = d.iter().filter(|l| l.ends_with("link#1")).collect();
+    assert_eq!(linked.len(), 3, "{d:#?}");
+}
+
+#[test]
+fn hardlink_to_missing_target_is_an_error() {
+    let mut raw = ustar_link("y/link", "nowhere").to_vec();
+    raw.extend_from_slice(&[0u8; 1024]);
+    let err = Layers::new().add_raw(&raw).flatten().unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("y/link: hardlink to nowhere, which does not exist"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn parent_escape_is_rejected() {
+    let mut raw = ustar_file("../../etc/passwd", b"owned").to_vec();
+    raw.extend_from_slice(&[0u8; 1024]);
+    let err = Layers::new().add_raw(&raw).flatten().unwrap_err();
+    assert!(err.to_string().contains("../../etc/passwd: path"), "{err}");
+}
+
+#[test]
+fn prefixes_are_normalised_and_bodies_point_into_the_layer() {
+    let mut raw = ustar_file("./a/b", b"hello").to_vec();
+    raw.extend_from_slice(&ustar_file("/c", b"world"));
+    raw.extend_from_slice(&[0u8; 1024]);
+    let mut layers = Layers::new();
+    layers.add_raw(&raw);
+    let t = layers.flatten().unwrap();
+    let Some(Inode::Leaf(l)) = t.get(&TreePath::parse("a/b").unwrap()) else {
+        panic!()
+    };
+    let LeafKind::File(Content::Extent { file, offset, len }) = &l.kind else {
+        panic!("not an extent")
+    };
+    assert_eq!((*offset, *len), (512, 5));
+    assert_eq!(file.path(), layers.paths[0]);
+    assert!(t.get(&TreePath::parse("c").unwrap()).is_some());
+}
+
+#[test]
+fn devices_fifos_symlinks_setuid_and_xattrs_survive() {
+    let mut x = Leaf {
+        meta: Meta::root(0o4755, 0),
+        kind: LeafKind::File(Content::inline(b"su".to_vec())),
+    };
+    x.meta.xattrs.insert("user.k".into(), b"v".to_vec());
+    x.meta.uid = 3_000_000;
+    let t = Layers::new()
+        .add(&[
+            (
+                "dev/null",
+                Inode::Leaf(Arc::new(Leaf {
+                    meta: Meta::root(0o666, 0),
+                    kind: LeafKind::CharDevice { major: 1, minor: 3 },
+                })),
+            ),
+            (
+                "dev/sda",
+                Inode::Leaf(Arc::new(Leaf {
+                    meta: Meta::root(0o660, 0),
+                    kind: LeafKind::BlockDevice { major: 8, minor: 0 },
+                })),
+            ),
+            (
+                "run/p",
+                Inode::Leaf(Arc::new(Leaf {
+                    meta: Meta::root(0o600, 0),
+                    kind: LeafKind::Fifo,
+                })),
+            ),
+            (
+                "s",
+                Inode::Leaf(Arc::new(Leaf {
+                    meta: Meta::root(0o777, 0),
+                    kind: LeafKind::Symlink("../x".into()),
+                })),
+            ),
+            ("bin/su", Inode::Leaf(Arc::new(x))),
+        ])
+        .flatten()
+        .unwrap();
+    let d = lines(&t).join("\n");
+    for want in [
+        "/bin/su 4755 3000000:0 xattr:user.k=v file 2 ",
+        "/dev/null 0666 0:0 chr 1:3",
+        "/dev/sda 0660 0:0 blk 8:0",
+        "/run/p 0600 0:0 fifo",
+        "/s 0777 0:0 link -> ../x",
+    ] {
+        assert!(d.contains(want), "missing {want:?} in\n{d}");
+    }
+}
+
+#[test]
+fn kernel_tar_inside_a_file_is_applied_in_place() {
+    // A layer holding `kernel.tar`, itself a tar of lib/modules.
+    let mut inner = Tree::new(0);
+    let meta = Meta::root(0o755, 0);
+    inner
+        .insert(
+            &TreePath::parse("lib/modules/6.1/a.ko").unwrap(),
+            file("module"),
+            &meta,
+        )
+        .unwrap();
+    let mut inner_tar = Vec::new();
+    write_tar(&inner, &mut inner_tar, &TarOptions::default()).unwrap();
+    let mut layers = Layers::new();
+    layers.add(&[
+        ("kernel", file("bz")),
+        (
+            "kernel.tar",
+            Inode::Leaf(Arc::new(Leaf {
+                meta: Meta::root(0o644, 0),
+                kind: LeafKind::File(Content::inline(inner_tar)),
+            })),
+        ),
+    ]);
+    let image = layers.flatten().unwrap();
+    let Some(Inode::Leaf(l)) = image.get(&TreePath::parse("kernel.tar").unwrap()) else {
+        panic!()
+    };
+    let LeafKind::File(c) = &l.kind else { panic!() };
+    let mut root = Tree::new(0);
+    apply_tar_content(&mut root, c).unwrap();
+    let Some(Inode::Leaf(m)) = root.get(&TreePath::parse("lib/modules/6.1/a.ko").unwrap()) else {
+        panic!()
+    };
+    let LeafKind::File(mc) = &m.kind else {
+        panic!()
+    };
+    assert_eq!(mc.read_to_vec().unwrap(), b"module");
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    let err = Layers::new().add_raw(&[0x42; 700]).flatten().unwrap_err();
+    assert!(err.to_string().starts_with("layer "), "{err}");
+}
+
+/// A ustar header block for a hardlink `name` -> `target`.
+fn ustar_link(name: &str, target: &str) -> [u8; 512] {
+    header(name, b'1', 0, target)
+}
+
+/// A ustar regular file with its body, padded.
+fn ustar_file(name: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = header(name, b'0', body.len(), "").to_vec();
+    v.extend_from_slice(body);
+    v.resize(512 + body.len().div_ceil(512) * 512, 0);
+    v
+}
+
+fn header(name: &str, typeflag: u8, size: usize, link: &str) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    b[..name.len()].copy_from_slice(name.as_bytes());
+    b[100..107].copy_from_slice(b"0000644");
+    b[108..115].copy_from_slice(b"0000000");
+    b[116..123].copy_from_slice(b"0000000");
+    b[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    b[136..147].copy_from_slice(b"00000000000");
+    b[156] = typeflag;
+    b[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    b[257..263].copy_from_slice(b"ustar\0");
+    b[263..265].copy_from_slice(b"00");
+    b[148..156].fill(b' ');
+    let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
+    b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    b
+}
