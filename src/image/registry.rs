@@ -1,0 +1,780 @@
+//! Pulling images through the OCI distribution API into the cache: tag resolution, platform
+//! selection from indexes, blob download with digest verification, retries with backoff for
+//! transient failures and none for 401/403/404, and layers decompressed once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_spec::image::{
+    Descriptor, DescriptorBuilder, ImageConfiguration, ImageManifest, MediaType,
+};
+
+use super::auth::{Credentials, credentials_for, default_config_path};
+use super::cache::{Cache, HashingWriter, sha256_digest};
+use super::layer::{codec_for, decompress_into_cache};
+use super::{Arch, ImageError, Reference};
+use crate::progress::{Reporter, human_bytes};
+
+/// Media types accepted for manifests and indexes.
+const MANIFEST_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Hosts reached over plain HTTP (loopback hosts always are).
+    pub insecure: Vec<String>,
+    /// Registry host -> mirror URL (`http://` or `https://`).
+    pub mirrors: BTreeMap<String, String>,
+    /// Docker config with credentials (`None`: the default location).
+    pub docker_config: Option<PathBuf>,
+    /// Attempts for transient failures.
+    pub attempts: u32,
+    /// First backoff delay (doubled each retry).
+    pub backoff: Duration,
+    /// Layers fetched at once.
+    pub concurrency: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure: Vec::new(),
+            mirrors: BTreeMap::new(),
+            docker_config: None,
+            attempts: 4,
+            backoff: Duration::from_millis(250),
+            concurrency: 4,
+        }
+    }
+}
+
+/// When to ask the registry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullPolicy {
+    /// Re-resolve tags with the registry even when cached (`--pull`).
+    pub pull_always: bool,
+    /// Never ask the registry (`--offline`).
+    pub offline: bool,
+}
+
+/// An image ready to flatten.
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    /// The reference as asked.
+    pub reference: Reference,
+    /// The reference pinned by the digest the registry resolved (index digest when the image is
+    /// multi-platform, else the manifest digest).
+    pub pinned: Reference,
+    /// The platform manifest's digest.
+    pub manifest_digest: String,
+    /// The image config.
+    pub config: ImageConfiguration,
+    /// Uncompressed layer tars in the cache, bottom first, verified against the diff_ids.
+    pub layers: Vec<PathBuf>,
+}
+
+/// A failure and whether trying again may help.
+struct Failure {
+    error: ImageError,
+    transient: bool,
+}
+
+/// Pulls images into a cache.
+#[derive(Clone)]
+pub struct Puller {
+    cache: Cache,
+    opts: RegistryOptions,
+    policy: PullPolicy,
+    reporter: Reporter,
+    clients: Arc<Mutex<HashMap<String, oci_client::Client>>>,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `host` (with optional port) is on the loopback interface.
+pub fn is_loopback(host: &str) -> bool {
+    let name = if host.starts_with('[') {
+        host.split(']')
+            .next()
+            .unwrap_or(host)
+            .trim_start_matches('[')
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name == "localhost" || name == "::1" || name.starts_with("127.")
+}
+
+impl Puller {
+    /// A puller over `cache`.
+    pub fn new(
+        cache: Cache,
+        opts: RegistryOptions,
+        policy: PullPolicy,
+        reporter: Reporter,
+    ) -> Self {
+        Puller {
+            cache,
+            opts,
+            policy,
+            reporter,
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The cache pulled into.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Where requests for `registry` go: the mirror's host if one is set, and whether it is
+    /// plain HTTP.
+    fn endpoint(&self, registry: &str) -> (String, bool) {
+        if let Some(url) = self.opts.mirrors.get(registry) {
+            let http = url.starts_with("http://");
+            let host = url
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_string();
+            let insecure = http || is_loopback(&host) || self.opts.insecure.contains(&host);
+            return (host, insecure);
+        }
+        let insecure = is_loopback(registry) || self.opts.insecure.iter().any(|h| h == registry);
+        (registry.to_string(), insecure)
+    }
+
+    pub(super) fn client(&self, registry: &str) -> oci_client::Client {
+        let (host, insecure) = self.endpoint(registry);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(host)
+            .or_insert_with(|| {
+                oci_client::Client::new(ClientConfig {
+                    protocol: if insecure {
+                        ClientProtocol::Http
+                    } else {
+                        ClientProtocol::Https
+                    },
+                    connect_timeout: Some(Duration::from_secs(10)),
+                    read_timeout: Some(Duration::from_secs(60)),
+                    platform_resolver: None,
+                    ..ClientConfig::default()
+                })
+            })
+            .clone()
+    }
+
+    fn oci_ref(&self, reference: &Reference) -> oci_client::Reference {
+        let mut r = reference.to_oci();
+        if self.opts.mirrors.contains_key(&reference.registry) {
+            let (host, _) = self.endpoint(&reference.registry);
+            r.set_mirror_registry(host);
+        }
+        r
+    }
+
+    pub(super) fn auth(&self, reference: &Reference) -> Result<RegistryAuth, ImageError> {
+        let path = self.opts.docker_config.clone().or_else(default_config_path);
+        let (host, _) = self.endpoint(&reference.registry);
+        Ok(match credentials_for(path.as_deref(), &host)? {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic(u, p) => RegistryAuth::Basic(u, p),
+        })
+    }
+
+    fn classify(&self, reference: &Reference, err: OciDistributionError) -> Failure {
+        let registry = self.endpoint(&reference.registry).0;
+        let r = reference.to_string();
+        let not_found = || ImageError::NotFound {
+            reference: r.clone(),
+            registry: registry.clone(),
+        };
+        let denied = |detail: String| ImageError::Denied {
+            reference: r.clone(),
+            registry: registry.clone(),
+            detail,
+        };
+        let fatal = |error| Failure {
+            error,
+            transient: false,
+        };
+        match err {
+            OciDistributionError::ImageManifestNotFoundError(_) => fatal(not_found()),
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+                if codes.iter().any(|c| {
+                    matches!(
+                        c,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::BlobUnknown
+                    )
+                }) {
+                    fatal(not_found())
+                } else if codes
+                    .iter()
+                    .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+                {
+                    fatal(denied(envelope.to_string()))
+                } else {
+                    Failure {
+                        error: ImageError::Invalid {
+                            reference: r.clone(),
+                            reason: envelope.to_string(),
+                        },
+                        transient: codes
+                            .iter()
+                            .any(|c| matches!(c, OciErrorCode::Toomanyrequests)),
+                    }
+                }
+            }
+            OciDistributionError::ServerError { code, message, .. } => match code {
+                404 => fatal(not_found()),
+                401 | 403 => fatal(denied(format!("HTTP {code}: {message}"))),
+                _ => Failure {
+                    error: ImageError::Unreachable {
+                        reference: r.clone(),
+                        registry: registry.clone(),
+                        attempts: 1,
+                        detail: format!("HTTP {code}: {message}"),
+                    },
+                    transient: code >= 500 || code == 429 || code == 408,
+                },
+            },
+            OciDistributionError::UnauthorizedError { .. } => fatal(denied("HTTP 401".into())),
+            OciDistributionError::AuthenticationFailure(m) => fatal(denied(m)),
+            OciDistributionError::RequestError(e) => {
+                let mut detail = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    detail = format!("{detail}: {s}");
+                    source = s.source();
+                }
+                Failure {
+                    error: ImageError::Unreachable {
+                        reference: r.clone(),
+                        registry: registry.clone(),
+                        attempts: 1,
+                        detail,
+                    },
+                    transient: true,
+                }
+            }
+            OciDistributionError::IoError(e) => Failure {
+                error: ImageError::Unreachable {
+                    reference: r.clone(),
+                    registry: registry.clone(),
+                    attempts: 1,
+                    detail: e.to_string(),
+                },
+                transient: true,
+            },
+            other => fatal(ImageError::Invalid {
+                reference: r.clone(),
+                reason: other.to_string(),
+            }),
+        }
+    }
+
+    /// Run `op` with retries for transient failures.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        reference: &Reference,
+        mut op: F,
+    ) -> Result<T, ImageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut delay = self.opts.backoff;
+        let attempts = self.opts.attempts.max(1);
+        for attempt in 1..=attempts {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(f) if f.transient && attempt < attempts => {
+                    self.reporter
+                        .detail(format!("{reference}: {} (retrying in {delay:?})", f.error));
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(f) => {
+                    return Err(match f.error {
+                        ImageError::Unreachable {
+                            reference,
+                            registry,
+                            detail,
+                            ..
+                        } => ImageError::Unreachable {
+                            reference,
+                            registry,
+                            attempts: attempt,
+                            detail,
+                        },
+                        other => other,
+                    });
+                }
+            }
+        }
+        unreachable_retry(reference)
+    }
+
+    /// Fetch the manifest or index `reference` names (by tag or digest): (bytes, digest).
+    async fn fetch_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, String), ImageError> {
+        let auth = self.auth(reference)?;
+        let client = self.client(&reference.registry);
+        let oci = self.oci_ref(reference);
+        let (bytes, digest) = self
+            .with_retries(reference, || async {
+                client
+                    .pull_manifest_raw(&oci, &auth, &MANIFEST_TYPES)
+                    .await
+                    .map_err(|e| self.classify(reference, e))
+            })
+            .await?;
+        let actual = sha256_digest(&bytes);
+        let expected = reference.digest.clone().unwrap_or(digest);
+        if actual != expected {
+            return Err(ImageError::DigestMismatch {
+                reference: reference.to_string(),
+                what: "manifest".into(),
+                expected,
+                actual,
+            });
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    /// A manifest, index or config by digest: from the cache, else from the registry.
+    async fn small_blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        manifest: bool,
+    ) -> Result<Vec<u8>, ImageError> {
+        if let Some(bytes) = self.cache.read_blob(digest)? {
+            return Ok(bytes);
+        }
+        if self.policy.offline {
+            return Err(ImageError::NotCached {
+                reference: reference.to_string(),
+            });
+        }
+        let bytes = if manifest {
+            self.fetch_manifest(&reference.pinned(digest)).await?.0
+        } else {
+            let tmp = self
+                .download_blob(reference, digest, None, "config")
+                .await?;
+            std::fs::read(&tmp).map_err(|source| ImageError::Cache {
+                path: tmp.clone(),
+                source,
+            })?
+        };
+        self.cache.put_blob(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// Download blob `digest` into the cache, verifying it; returns its path.
+    async fn download_blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        size: Option<u64>,
+        what: &str,
+    ) -> Result<PathBuf, ImageError> {
+        let auth = self.auth(reference)?;
+        let client = self.client(&reference.registry);
+        let oci = self.oci_ref(reference);
+        client
+            .store_auth_if_needed(oci.resolve_registry(), &auth)
+            .await;
+        let short = digest
+            .trim_start_matches("sha256:")
+            .get(..12)
+            .unwrap_or(digest)
+            .to_string();
+        let label = format!("{} {what} {short}", reference.repository);
+        self.with_retries(reference, || async {
+            let task = self.reporter.task(label.clone(), size);
+            let stream = client
+                .pull_blob_stream(&oci, digest)
+                .await
+                .map_err(|e| self.classify(reference, e))?;
+            let tmp = self.cache.temp_file().map_err(|error| Failure {
+                error,
+                transient: false,
+            })?;
+            let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp));
+            let mut stream = stream.stream;
+            let mut stream_error = None;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        out.write_all(&bytes).map_err(|source| Failure {
+                            error: ImageError::Cache {
+                                path: self.cache.root().to_owned(),
+                                source,
+                            },
+                            transient: false,
+                        })?;
+                        task.inc(bytes.len() as u64);
+                    }
+                    Err(e) => {
+                        stream_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let (writer, actual, len) = out.finish();
+            let complete = size.is_none_or(|s| len >= s);
+            if actual != digest
+                && complete
+                && stream_error
+                    .as_ref()
+                    .is_none_or(|e| e.to_string().contains("igest"))
+            {
+                return Err(Failure {
+                    error: ImageError::DigestMismatch {
+                        reference: reference.to_string(),
+                        what: what.into(),
+                        expected: digest.into(),
+                        actual,
+                    },
+                    transient: false,
+                });
+            }
+            if let Some(e) = stream_error.filter(|_| actual != digest) {
+                return Err(Failure {
+                    error: ImageError::Unreachable {
+                        reference: reference.to_string(),
+                        registry: self.endpoint(&reference.registry).0,
+                        attempts: 1,
+                        detail: e.to_string(),
+                    },
+                    transient: true,
+                });
+            }
+            let tmp = writer.into_inner().map_err(|e| Failure {
+                error: ImageError::Cache {
+                    path: self.cache.root().to_owned(),
+                    source: e.into_error(),
+                },
+                transient: false,
+            })?;
+            let path = self
+                .cache
+                .commit_blob(tmp, digest)
+                .map_err(|error| Failure {
+                    error,
+                    transient: false,
+                })?;
+            task.finish(human_bytes(len));
+            Ok(path)
+        })
+        .await
+    }
+
+    /// The uncompressed layer for `layer` (diff_id `diff_id`), fetching and decompressing it
+    /// if the cache lacks it or holds a damaged copy.
+    async fn layer(
+        &self,
+        reference: &Reference,
+        layer: &Descriptor,
+        diff_id: &str,
+    ) -> Result<PathBuf, ImageError> {
+        let cache = self.cache.clone();
+        let id = diff_id.to_string();
+        let intact = tokio::task::spawn_blocking(move || cache.verify_blob(&id))
+            .await
+            .map_err(|e| ImageError::Invalid {
+                reference: reference.to_string(),
+                reason: e.to_string(),
+            })??;
+        if intact {
+            return Ok(self.cache.blob_path(diff_id));
+        }
+        let digest = layer.digest().to_string();
+        let codec =
+            codec_for(&layer.media_type().to_string()).map_err(|reason| ImageError::Layer {
+                reference: reference.to_string(),
+                digest: digest.clone(),
+                reason,
+            })?;
+        let cache = self.cache.clone();
+        let d = digest.clone();
+        let have = tokio::task::spawn_blocking(move || cache.verify_blob(&d))
+            .await
+            .map_err(|e| ImageError::Invalid {
+                reference: reference.to_string(),
+                reason: e.to_string(),
+            })??;
+        let blob = if have {
+            self.cache.blob_path(&digest)
+        } else if self.policy.offline {
+            return Err(ImageError::NotCached {
+                reference: reference.to_string(),
+            });
+        } else {
+            self.download_blob(reference, &digest, Some(layer.size()), "layer")
+                .await?
+        };
+        let cache = self.cache.clone();
+        let (r, id) = (reference.to_string(), diff_id.to_string());
+        tokio::task::spawn_blocking(move || {
+            decompress_into_cache(&cache, &blob, codec, &id, &r, &digest)
+        })
+        .await
+        .map_err(|e| ImageError::Invalid {
+            reference: reference.to_string(),
+            reason: e.to_string(),
+        })?
+    }
+
+    /// Pull `reference` for `arch` into the cache.
+    pub async fn pull(&self, reference: &Reference, arch: Arch) -> Result<PulledImage, ImageError> {
+        let name = reference.to_string();
+        let invalid = |reason: String| ImageError::Invalid {
+            reference: name.clone(),
+            reason,
+        };
+        // The top-level manifest or index.
+        let (top_digest, top) = match &reference.digest {
+            Some(d) => (d.clone(), self.small_blob(reference, d, true).await?),
+            None => {
+                let cached = if self.policy.pull_always && !self.policy.offline {
+                    None
+                } else {
+                    match self.cache.resolve(&name)? {
+                        Some(desc) => {
+                            let d = desc.digest().to_string();
+                            self.cache.read_blob(&d)?.map(|b| (d, b))
+                        }
+                        None => None,
+                    }
+                };
+                match cached {
+                    Some(hit) => hit,
+                    None if self.policy.offline => {
+                        return Err(ImageError::NotCached {
+                            reference: name.clone(),
+                        });
+                    }
+                    None => {
+                        let (bytes, digest) = self.fetch_manifest(reference).await?;
+                        self.cache.put_blob(&bytes)?;
+                        (digest, bytes)
+                    }
+                }
+            }
+        };
+        let top_json: serde_json::Value = serde_json::from_slice(&top)
+            .map_err(|e| invalid(format!("manifest is not JSON: {e}")))?;
+        let top_type = media_type_of(&top_json);
+        let (manifest_digest, manifest_bytes) =
+            if let Some(list) = top_json.get("manifests").and_then(|m| m.as_array()) {
+                let digest =
+                    pick_platform(list, arch).map_err(|available| ImageError::ArchMissing {
+                        reference: name.clone(),
+                        arch: arch.oci().into(),
+                        available,
+                    })?;
+                let bytes = self.small_blob(reference, &digest, true).await?;
+                (digest, bytes)
+            } else {
+                (top_digest.clone(), top.clone())
+            };
+        if reference.digest.is_none() {
+            let desc = DescriptorBuilder::default()
+                .media_type(MediaType::from(top_type.as_str()))
+                .digest(
+                    top_digest
+                        .parse::<oci_spec::image::Digest>()
+                        .map_err(|e| invalid(e.to_string()))?,
+                )
+                .size(top.len() as u64)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            self.cache.tag(&name, &desc)?;
+        }
+        let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| invalid(format!("bad image manifest: {e}")))?;
+        let config_digest = manifest.config().digest().to_string();
+        let config_bytes = self.small_blob(reference, &config_digest, false).await?;
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+            .map_err(|e| invalid(format!("bad image config: {e}")))?;
+        if !top_json.get("manifests").is_some_and(|m| m.is_array()) {
+            let image_arch = config.architecture().to_string();
+            if image_arch != arch.oci() {
+                return Err(ImageError::ArchMissing {
+                    reference: name.clone(),
+                    arch: arch.oci().into(),
+                    available: format!("linux/{image_arch}"),
+                });
+            }
+        }
+        let diff_ids = config.rootfs().diff_ids().clone();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(invalid(format!(
+                "the manifest has {} layers but the config {} diff_ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            )));
+        }
+        let jobs = manifest
+            .layers()
+            .iter()
+            .zip(diff_ids.iter())
+            .map(|(l, id)| self.layer(reference, l, id));
+        let results: Vec<Result<PathBuf, ImageError>> = futures_util::stream::iter(jobs)
+            .buffered(self.opts.concurrency.max(1))
+            .collect()
+            .await;
+        let layers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(PulledImage {
+            reference: reference.clone(),
+            pinned: reference.pinned(&top_digest),
+            manifest_digest,
+            config,
+            layers,
+        })
+    }
+
+    /// Pull several images concurrently; results in the order asked.
+    pub async fn pull_all(
+        &self,
+        references: &[Reference],
+        arch: Arch,
+    ) -> Vec<Result<PulledImage, ImageError>> {
+        let jobs = references.iter().map(|r| self.pull(r, arch));
+        futures_util::stream::iter(jobs).buffered(4).collect().await
+    }
+}
+
+fn unreachable_retry<T>(reference: &Reference) -> Result<T, ImageError> {
+    Err(ImageError::Invalid {
+        reference: reference.to_string(),
+        reason: "no attempt was made".into(),
+    })
+}
+
+fn media_type_of(v: &serde_json::Value) -> String {
+    match v.get("mediaType").and_then(|m| m.as_str()) {
+        Some(t) => t.to_string(),
+        None if v.get("manifests").is_some() => "application/vnd.oci.image.index.v1+json".into(),
+        None => "application/vnd.oci.image.manifest.v1+json".into(),
+    }
+}
+
+/// The digest of the linux/`arch` manifest of an index's `manifests`, or the list of platforms
+/// it does have.
+pub fn pick_platform(list: &[serde_json::Value], arch: Arch) -> Result<String, String> {
+    let mut available = Vec::new();
+    for m in list {
+        let os = m
+            .pointer("/platform/os")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let a = m
+            .pointer("/platform/architecture")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let variant = m.pointer("/platform/variant").and_then(|v| v.as_str());
+        if os == "linux"
+            && a == arch.oci()
+            && (arch != Arch::Arm64 || variant.is_none_or(|v| v == "v8"))
+        {
+            if let Some(d) = m.get("digest").and_then(|d| d.as_str()) {
+                return Ok(d.to_string());
+            }
+        }
+        if !os.is_empty() && os != "unknown" {
+            available.push(match variant {
+                Some(v) => format!("{os}/{a}/{v}"),
+                None => format!("{os}/{a}"),
+            });
+        }
+    }
+    Err(if available.is_empty() {
+        "no platforms".into()
+    } else {
+        available.join(", ")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn picks_the_platform_or_lists_what_there_is() {
+        let list = vec![
+            json!({"digest": "sha256:a", "platform": {"os": "linux", "architecture": "amd64"}}),
+            json!({"digest": "sha256:b", "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}),
+            json!({"digest": "sha256:c", "platform": {"os": "unknown", "architecture": "unknown"}}),
+        ];
+        assert_eq!(pick_platform(&list, Arch::Amd64).unwrap(), "sha256:a");
+        assert_eq!(pick_platform(&list, Arch::Arm64).unwrap(), "sha256:b");
+        assert_eq!(
+            pick_platform(&list, Arch::S390x).unwrap_err(),
+            "linux/amd64, linux/arm64/v8"
+        );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "127.0.0.1:5000",
+            "localhost",
+            "localhost:80",
+            "[::1]:5000",
+            "127.1.2.3",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["docker.io", "10.0.0.1:5000", "ghcr.io"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn mirrors_redirect_and_pick_the_scheme() {
+        let mut opts = RegistryOptions::default();
+        opts.mirrors
+            .insert("docker.io".into(), "http://127.0.0.1:5000/".into());
+        opts.insecure.push("reg.internal:5000".into());
+        let dir = tempfile::tempdir().unwrap();
+        let p = Puller::new(
+            Cache::open(dir.path()).unwrap(),
+            opts,
+            PullPolicy::default(),
+            Reporter::quiet(),
+        );
+        assert_eq!(p.endpoint("docker.io"), ("127.0.0.1:5000".into(), true));
+        assert_eq!(
+            p.endpoint("reg.internal:5000"),
+            ("reg.internal:5000".into(), true)
+        );
+        assert_eq!(p.endpoint("ghcr.io"), ("ghcr.io".into(), false));
+        let r = Reference::parse("redis:7").unwrap();
+        assert_eq!(p.oci_ref(&r).resolve_registry(), "127.0.0.1:5000");
+    }
+}
