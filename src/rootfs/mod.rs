@@ -1,6 +1,8 @@
-//! Root filesystem assembly: kernel, init images, container bundles and files laid out where
-//! LinuxKit users expect them.
+//! Root filesystem assembly: kernel, init images, container bundles (with their OCI runtime
+//! config) and files laid out where LinuxKit users expect them.
 
 pub mod assemble;
 pub mod fixups;
+pub mod oci_config;
 pub mod plan;
+pub mod runtime_json;

@@ -1,0 +1,119 @@
+//! LinuxKit's `runtime.json` of a bundle: what the init does around the container (cgroups,
+//! mounts, directories, interfaces, namespace bind mounts), plus the mounts osbuild's layout
+//! needs: a self bind of a read-only `rootfs/` (pivot_root wants a mount point), or the tmpfs
+//! and overlay that make a writable container's root from `lower/`.
+
+use serde::Serialize;
+
+use super::oci_config::{pretty_json, volume_merged_dir};
+use crate::spec::{BindNsSpec, ImageSpec, InterfaceSpec, MountSpec};
+
+#[derive(Debug, Serialize)]
+struct RuntimeJson<'a> {
+    cgroups: Vec<String>,
+    mounts: Vec<MountSpec>,
+    mkdir: Vec<String>,
+    interfaces: Vec<InterfaceSpec>,
+    #[serde(rename = "bindNS")]
+    bind_ns: &'a BindNsSpec,
+    namespace: String,
+}
+
+fn m(destination: &str, kind: &str, source: &str, options: &[&str]) -> MountSpec {
+    MountSpec {
+        destination: destination.into(),
+        kind: kind.into(),
+        source: source.into(),
+        options: options.iter().map(|s| s.to_string()).collect(),
+        ..MountSpec::default()
+    }
+}
+
+/// `runtime.json` for the container `spec` (label applied) whose bundle is `bundle`
+/// (`containers/services/NAME`, no leading slash).
+pub fn runtime_json(spec: &ImageSpec, bundle: &str, readonly: bool) -> Result<Vec<u8>, String> {
+    let default_ns = BindNsSpec::default();
+    let runtime = spec.runtime.clone().unwrap_or_default();
+    let root = format!("/{bundle}/rootfs");
+    let mut mounts = if readonly {
+        vec![m(&root, "", &root, &["bind"])]
+    } else {
+        let tmp = format!("/{bundle}/tmp");
+        let overlay = format!("lowerdir=/{bundle}/lower,upperdir={tmp}/upper,workdir={tmp}/work");
+        vec![
+            m(&tmp, "tmpfs", "tmpfs", &[]),
+            m(&tmp, "", "", &["remount", "private"]),
+            m(&root, "overlay", "overlay", &[&overlay]),
+        ]
+    };
+    for mount in runtime.mounts.iter().flatten() {
+        let mut mount = mount.clone();
+        if mount.kind == "bind" && !mount.source.is_empty() && !mount.source.starts_with('/') {
+            mount.source = volume_merged_dir(&mount.source);
+        }
+        mounts.push(mount);
+    }
+    let mut mkdir = Vec::new();
+    if !readonly {
+        mkdir.push(format!("/{bundle}/tmp/upper"));
+        mkdir.push(format!("/{bundle}/tmp/work"));
+    }
+    mkdir.extend(runtime.mkdir.clone().unwrap_or_default());
+    let body = RuntimeJson {
+        cgroups: runtime.cgroups.clone().unwrap_or_default(),
+        mounts,
+        mkdir,
+        interfaces: runtime.interfaces.clone().unwrap_or_default(),
+        bind_ns: runtime.bind_ns.as_ref().unwrap_or(&default_ns),
+        namespace: runtime.namespace.clone().unwrap_or_default(),
+    };
+    pretty_json(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writable_container_gets_tmpfs_and_overlay() {
+        let spec: ImageSpec = serde_saphyr::from_str("name: web\nimage: x\n").unwrap();
+        let json = runtime_json(&spec, "containers/services/web", false).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let mounts = v["mounts"].as_array().unwrap();
+        assert_eq!(mounts[0]["destination"], "/containers/services/web/tmp");
+        assert_eq!(mounts[0]["type"], "tmpfs");
+        assert_eq!(
+            mounts[1]["options"],
+            serde_json::json!(["remount", "private"])
+        );
+        assert_eq!(mounts[2]["type"], "overlay");
+        assert_eq!(
+            mounts[2]["options"][0],
+            "lowerdir=/containers/services/web/lower,upperdir=/containers/services/web/tmp/upper,workdir=/containers/services/web/tmp/work"
+        );
+        assert_eq!(
+            v["mkdir"],
+            serde_json::json!([
+                "/containers/services/web/tmp/upper",
+                "/containers/services/web/tmp/work"
+            ])
+        );
+        assert_eq!(v["namespace"], "");
+    }
+
+    #[test]
+    fn readonly_root_is_bound_onto_itself_and_runtime_keys_pass_through() {
+        let spec: ImageSpec = serde_saphyr::from_str(
+            "name: n\nimage: x\nruntime:\n  mkdir: [/var/lib/x]\n  cgroups: [systemreserved]\n  interfaces:\n    - name: eth1\n      add: veth\n      peer: veth1\n  bindNS:\n    net: /run/netns/n\n",
+        )
+        .unwrap();
+        let json = runtime_json(&spec, "containers/onboot/000-n", true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["mounts"][0]["source"], "/containers/onboot/000-n/rootfs");
+        assert_eq!(v["mounts"][0]["options"], serde_json::json!(["bind"]));
+        assert_eq!(v["mkdir"], serde_json::json!(["/var/lib/x"]));
+        assert_eq!(v["cgroups"], serde_json::json!(["systemreserved"]));
+        assert_eq!(v["interfaces"][0]["peer"], "veth1");
+        assert_eq!(v["bindNS"]["net"], "/run/netns/n");
+    }
+}
