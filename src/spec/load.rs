@@ -331,7 +331,7 @@ mod tests {
             err("services:\n  - name: a\n    image: b\n    capabilities: [CAP_CHOWN, net_admin]\n");
         assert_eq!(
             e,
-            "s.yml:4:32: services[0].capabilities[1]: unknown capability \"net_admin\" (did you mean CAP_NET_ADMIN?)"
+            "s.yml:4:31: services[0].capabilities[1]: unknown capability \"net_admin\" (did you mean CAP_NET_ADMIN?)"
         );
         let e = err("services:\n  - name: a\n    image: b\n  - name: a\n    image: c\n");
         assert_eq!(
