@@ -2,8 +2,253 @@
 
 mod cli;
 
-use clap::Parser;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
 
-fn main() {
-    let _cli = cli::Cli::parse();
+use anyhow::{Context, Result, anyhow};
+use clap::Parser;
+use cli::{BuildArgs, CacheCommand, Cli, Command, InspectArgs, RegistryArgs};
+use osbuild::build::{BuildError, BuildOptions};
+use osbuild::image::{Arch, Cache, PullPolicy, Puller, Reference, RegistryOptions};
+use osbuild::progress::{Mode, Reporter, human_bytes};
+
+/// Exit code for a bad command line (clap uses it too).
+const EXIT_USAGE: u8 = 2;
+
+fn registry_options(args: &RegistryArgs) -> Result<RegistryOptions> {
+    let mut mirrors = BTreeMap::new();
+    for m in &args.mirror {
+        let (registry, url) = m.split_once('=').ok_or_else(|| {
+            anyhow!("--mirror {m:?}: expected REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000")
+        })?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(anyhow!(
+                "--mirror {m:?}: the URL must start with http:// or https://"
+            ));
+        }
+        mirrors.insert(registry.to_string(), url.to_string());
+    }
+    Ok(RegistryOptions {
+        insecure: args.insecure_registry.clone(),
+        mirrors,
+        docker_config: args.docker_config.clone(),
+        ..RegistryOptions::default()
+    })
+}
+
+fn parse_arch(arch: &Option<String>) -> Result<Arch> {
+    match arch {
+        Some(a) => a.parse().map_err(|e: String| anyhow!("--arch: {e}")),
+        None => Ok(Arch::host()),
+    }
+}
+
+fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
+        _ => Ok(None),
+    }
+}
+
+fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
+    let formats = args
+        .formats
+        .iter()
+        .map(|f| f.parse().map_err(|e: String| anyhow!("--format: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = BuildOptions {
+        files: args.files.clone(),
+        formats,
+        name: args.name.clone(),
+        dir: args.dir.clone(),
+        output: args.output.clone(),
+        arch: parse_arch(&args.arch)?,
+        compression: args
+            .compress
+            .parse()
+            .map_err(|e: String| anyhow!("--compress: {e}"))?,
+        cache_dir: args
+            .registry
+            .cache
+            .clone()
+            .unwrap_or_else(Cache::default_dir),
+        registry: registry_options(&args.registry)?,
+        policy: PullPolicy {
+            pull_always: args.pull,
+            offline: args.offline,
+        },
+        dry_run: args.dry_run,
+        source_date_epoch: source_date_epoch()?,
+    };
+    match osbuild::build::run(&opts, reporter) {
+        Ok(report) => {
+            if let Some(yaml) = report.pinned_yaml {
+                print!("{yaml}");
+            }
+            for out in &report.outputs {
+                let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+                reporter.info(format!("wrote {} ({})", out.display(), human_bytes(size)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report_build_error(&e)),
+    }
+}
+
+fn report_build_error(e: &BuildError) -> ExitCode {
+    eprintln!("error: {}", chain(e));
+    ExitCode::from(e.exit_code() as u8)
+}
+
+/// The error and its sources on one line, each said once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn inspect(args: &InspectArgs, reporter: &Reporter) -> Result<ExitCode> {
+    let reference = Reference::parse(&args.image)?;
+    let cache = Cache::open(
+        &args
+            .registry
+            .cache
+            .clone()
+            .unwrap_or_else(Cache::default_dir),
+    )?;
+    let puller = Puller::new(
+        cache,
+        registry_options(&args.registry)?,
+        PullPolicy {
+            pull_always: false,
+            offline: args.offline,
+        },
+        reporter.clone(),
+    );
+    let arch = parse_arch(&args.arch)?;
+    match runtime()?.block_on(osbuild::image::inspect::inspect(&puller, &reference, arch)) {
+        Ok(found) => {
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?;
+            } else {
+                write!(out, "{}", found.to_text())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            Ok(ExitCode::from(4))
+        }
+    }
+}
+
+fn cache_command(cmd: &CacheCommand) -> Result<ExitCode> {
+    let open =
+        |dir: &cli::CacheDir| Cache::open(&dir.cache.clone().unwrap_or_else(Cache::default_dir));
+    match cmd {
+        CacheCommand::Ls(dir) => {
+            let cache = open(dir)?;
+            let mut out = std::io::stdout().lock();
+            for (name, desc) in cache.list()? {
+                writeln!(out, "{name}\t{}\t{}", desc.digest(), desc.media_type())?;
+            }
+            writeln!(out, "total blob size: {}", human_bytes(cache.size()?))?;
+        }
+        CacheCommand::Rm { image, dir } => {
+            let cache = open(dir)?;
+            let name = Reference::parse(image)?.to_string();
+            if !cache.remove(&name)? {
+                eprintln!("error: {name} is not in the cache");
+                return Ok(ExitCode::from(4));
+            }
+            let (blobs, bytes) = cache.gc()?;
+            eprintln!(
+                "removed {name}; freed {blobs} blobs ({})",
+                human_bytes(bytes)
+            );
+        }
+        CacheCommand::Clean { all, dir } => {
+            let cache = open(dir)?;
+            let (blobs, bytes) = if *all {
+                cache.clean_all()?
+            } else {
+                cache.gc()?
+            };
+            eprintln!("freed {blobs} blobs ({})", human_bytes(bytes));
+        }
+        CacheCommand::Import { file, dir } => {
+            let cache = open(dir)?;
+            let names = osbuild::image::archive::import(&cache, file)?;
+            for n in names {
+                eprintln!("imported {n}");
+            }
+        }
+        CacheCommand::Export { image, file, dir } => {
+            let cache = open(dir)?;
+            let reference = Reference::parse(image)?;
+            osbuild::image::archive::export(&cache, &reference, file)?;
+            eprintln!("exported {reference} to {}", file.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Ctrl-C or a termination signal: remove half-written outputs before leaving.
+    let _ = ctrlc::set_handler(|| {
+        osbuild::output::atomic::remove_all_staged();
+        std::process::exit(130);
+    });
+    let reporter = Reporter::new(Mode::detect(cli.quiet), cli.verbose);
+    let result = match &cli.command {
+        Command::Build(args) => build(args, &reporter),
+        Command::Inspect(args) => inspect(args, &reporter),
+        Command::Cache(cmd) => cache_command(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>();
+            let mut line = String::new();
+            for t in text {
+                if !line.contains(&t) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&t);
+                }
+            }
+            eprintln!("error: {line}");
+            if e.chain()
+                .any(|c| c.downcast_ref::<osbuild::image::ImageError>().is_some())
+            {
+                ExitCode::from(4)
+            } else if e.to_string().starts_with("--") {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Images: references, the platform to pick, registry access (pull, push, auth) and the local
 //! content-addressed cache every build reads from.
 
+pub mod archive;
 pub mod auth;
 pub mod cache;
 pub mod inspect;
