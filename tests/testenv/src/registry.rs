@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// Runs `$2 serve $3` until process `$1` exits or the shell gets SIGTERM.
+const WATCHDOG: &str = r#"
+"$2" serve "$3" &
+R=$!
+trap 'kill $R 2>/dev/null; wait $R; exit 0' TERM INT
+while kill -0 "$1" 2>/dev/null && kill -0 $R 2>/dev/null; do sleep 0.2; done
+kill $R 2>/dev/null
+wait $R
+"#;
+
 /// A running registry.
 #[derive(Debug)]
 pub struct Registry {
@@ -59,8 +69,14 @@ impl Registry {
             let config_path = dir.path().join("config.yml");
             std::fs::write(&config_path, config)?;
             let log = std::fs::File::create(dir.path().join("registry.log"))?;
-            let child = Command::new(binary)
-                .arg("serve")
+            // A watchdog shell runs the registry and stops it when this process is gone, so a
+            // registry shared by a test binary (never dropped) does not outlive the tests.
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(WATCHDOG)
+                .arg("registry-watchdog")
+                .arg(std::process::id().to_string())
+                .arg(binary)
                 .arg(&config_path)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
@@ -93,7 +109,12 @@ impl Registry {
 
     /// Stop the registry now (the port then refuses connections).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+        }
         let _ = self.child.wait();
     }
 

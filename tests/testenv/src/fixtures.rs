@@ -1,0 +1,247 @@
+//! The standard fixture images, built from real binaries with osbuild's own image writer and
+//! pushed to a registry on loopback:
+//!
+//! | image | what |
+//! |---|---|
+//! | `osbuild/busybox:1` | Debian's static busybox, `Cmd` `/bin/sh`, a LinuxKit label |
+//! | `osbuild/busybox-init:1` | busybox and an `/init` script that reports and powers off |
+//! | `osbuild/kernel:6.1-debian` | a Debian kernel in LinuxKit layout with a module set |
+//! | `osbuild/layers:1` | three layers exercising every layer rule |
+//! | `osbuild/multiarch:1` | an index with amd64 and arm64 images marking their arch |
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use osbuild::image::layout::{ImageSpec, write_image, write_index};
+use osbuild::image::{Arch, Cache, PullPolicy, Puller, Reference, RegistryOptions};
+use osbuild::output::tar::{TarOptions, write_tar};
+use osbuild::progress::Reporter;
+
+use crate::kernel::{ModuleSet, debian_kernel};
+use crate::registry::Registry;
+use crate::trees;
+
+/// The kernel modules of the small kernel fixture (virtio networking and block, for QEMU).
+pub const TEST_MODULES: [&str; 3] = ["virtio_net", "virtio_blk", "virtio_rng"];
+
+/// The LinuxKit label of the busybox fixture.
+pub const BUSYBOX_LABEL: &str =
+    r#"{"capabilities":["CAP_NET_BIND_SERVICE"],"binds":["/etc/resolv.conf:/etc/resolv.conf"]}"#;
+
+/// Builds images and pushes them to one registry.
+pub struct Pusher {
+    /// Where the images are made before they are pushed.
+    pub cache: Cache,
+    _cache_dir: tempfile::TempDir,
+    puller: Puller,
+    runtime: tokio::runtime::Runtime,
+    registry: String,
+}
+
+impl Pusher {
+    /// A pusher to the registry at `addr` (`127.0.0.1:PORT`).
+    pub fn new(addr: &str) -> Result<Pusher> {
+        let dir = tempfile::Builder::new()
+            .prefix("osbuild-fixture-cache-")
+            .tempdir()?;
+        let cache = Cache::open(dir.path())?;
+        let puller = Puller::new(
+            cache.clone(),
+            RegistryOptions::default(),
+            PullPolicy::default(),
+            Reporter::quiet(),
+        );
+        Ok(Pusher {
+            cache,
+            _cache_dir: dir,
+            puller,
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?,
+            registry: addr.to_string(),
+        })
+    }
+
+    /// `REGISTRY/name`.
+    pub fn reference(&self, name: &str) -> Result<Reference> {
+        Ok(Reference::parse(&format!("{}/{name}", self.registry))?)
+    }
+
+    /// Build and push a single-platform image; returns the pushed reference.
+    pub fn push(&self, name: &str, spec: &ImageSpec<'_>, arch: Arch) -> Result<Reference> {
+        let desc = write_image(&self.cache, spec, arch)?;
+        let target = self.reference(name)?;
+        self.runtime
+            .block_on(self.puller.push(&desc, &target))
+            .with_context(|| format!("pushing {target}"))?;
+        Ok(target)
+    }
+
+    /// Build and push a multi-platform index.
+    pub fn push_index(&self, name: &str, images: &[(Arch, ImageSpec<'_>)]) -> Result<Reference> {
+        let mut manifests = Vec::new();
+        for (arch, spec) in images {
+            manifests.push(write_image(&self.cache, spec, *arch)?);
+        }
+        let desc = write_index(&self.cache, manifests)?;
+        let target = self.reference(name)?;
+        self.runtime
+            .block_on(self.puller.push(&desc, &target))
+            .with_context(|| format!("pushing {target}"))?;
+        Ok(target)
+    }
+}
+
+/// Write the `kernel.tar` of `modules_root` once under `dir`; returns its path.
+fn kernel_tar(dir: &Path, modules_root: &Path, key: &str) -> Result<PathBuf> {
+    let path = dir.join(format!("kernel-{key}.tar"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let tree = trees::modules(modules_root)?;
+    let tmp = dir.join(format!(".kernel-{key}.tar.tmp"));
+    let mut out = BufWriter::new(fs::File::create(&tmp)?);
+    write_tar(&tree, &mut out, &TarOptions::default())?;
+    std::io::Write::flush(&mut out)?;
+    drop(out);
+    fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Push the kernel fixture (`osbuild/kernel:TAG`) for `arch` with `modules`.
+pub fn push_kernel(
+    pusher: &Pusher,
+    tag: &str,
+    arch: &str,
+    modules: &ModuleSet,
+) -> Result<Reference> {
+    let dir = crate::fixtures_dir();
+    let kernel = debian_kernel(&dir, arch)?;
+    let modules_root = kernel.modules(&dir, modules)?;
+    let key = match modules {
+        ModuleSet::All => format!("{}-all", kernel.release),
+        ModuleSet::Closure(m) => format!("{}-{}", kernel.release, m.join("+")),
+    };
+    let lock = fs::File::create(dir.join(".kernel-tar.lock"))?;
+    lock.lock()?;
+    let tar = kernel_tar(&dir, &modules_root, &key)?;
+    drop(lock);
+    let tree = trees::kernel(&kernel.image, &tar, &kernel.system_map, &kernel.config)?;
+    let spec = ImageSpec {
+        layers: vec![&tree],
+        cmd: vec!["/bin/false".into()],
+        ..ImageSpec::default()
+    };
+    let oci_arch: Arch = arch.parse().map_err(anyhow::Error::msg)?;
+    pusher.push(&format!("osbuild/kernel:{tag}"), &spec, oci_arch)
+}
+
+/// Push every standard fixture but the kernel; returns their references by short name.
+pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference>> {
+    let mut out = BTreeMap::new();
+    let busybox = trees::busybox()?;
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "org.mobyproject.config".to_string(),
+        BUSYBOX_LABEL.to_string(),
+    );
+    out.insert(
+        "busybox",
+        pusher.push(
+            "osbuild/busybox:1",
+            &ImageSpec {
+                layers: vec![&busybox],
+                cmd: vec!["/bin/sh".into()],
+                env: vec!["PATH=/bin".into()],
+                labels,
+                ..ImageSpec::default()
+            },
+            Arch::Amd64,
+        )?,
+    );
+    let init = trees::busybox_init()?;
+    out.insert(
+        "busybox-init",
+        pusher.push(
+            "osbuild/busybox-init:1",
+            &ImageSpec {
+                layers: vec![&init],
+                cmd: vec!["/init".into()],
+                ..ImageSpec::default()
+            },
+            Arch::Amd64,
+        )?,
+    );
+    let layers = trees::three_layers()?;
+    out.insert(
+        "layers",
+        pusher.push(
+            "osbuild/layers:1",
+            &ImageSpec {
+                layers: layers.iter().collect(),
+                cmd: vec!["/bin/true".into()],
+                ..ImageSpec::default()
+            },
+            Arch::Amd64,
+        )?,
+    );
+    let amd = trees::arch_marker("amd64")?;
+    let arm = trees::arch_marker("arm64")?;
+    out.insert(
+        "multiarch",
+        pusher.push_index(
+            "osbuild/multiarch:1",
+            &[
+                (
+                    Arch::Amd64,
+                    ImageSpec {
+                        layers: vec![&amd],
+                        cmd: vec!["/x".into()],
+                        ..ImageSpec::default()
+                    },
+                ),
+                (
+                    Arch::Arm64,
+                    ImageSpec {
+                        layers: vec![&arm],
+                        cmd: vec!["/x".into()],
+                        ..ImageSpec::default()
+                    },
+                ),
+            ],
+        )?,
+    );
+    Ok(out)
+}
+
+/// A registry with every standard fixture and the small kernel, ready for builds that use
+/// `--mirror docker.io=http://ADDR`.
+pub struct Environment {
+    /// The registry.
+    pub registry: Registry,
+    /// The fixture references, by short name (`kernel` included).
+    pub images: BTreeMap<&'static str, Reference>,
+}
+
+impl Environment {
+    /// Start a registry and push the fixtures; `modules` picks the kernel's module set.
+    pub fn start(modules: &ModuleSet) -> Result<Environment> {
+        let registry = Registry::start()?;
+        let pusher = Pusher::new(&registry.addr())?;
+        let mut images = push_standard(&pusher)?;
+        images.insert(
+            "kernel",
+            push_kernel(&pusher, "6.1-debian", "amd64", modules)?,
+        );
+        Ok(Environment { registry, images })
+    }
+
+    /// The `--mirror` value that sends docker.io references to this registry.
+    pub fn mirror_arg(&self) -> String {
+        format!("docker.io=http://{}", self.registry.addr())
+    }
+}
