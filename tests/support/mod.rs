@@ -1,0 +1,110 @@
+//! Shared by the integration tests: one fixture registry per test binary, and the osbuild
+//! binary run as a subprocess with its own cache.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use osbuild_testenv::fixtures::{Environment, TEST_MODULES};
+use osbuild_testenv::kernel::ModuleSet;
+
+/// The fixture registry shared by the tests of this binary.
+pub fn env() -> &'static Environment {
+    static ENV: OnceLock<Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let modules = ModuleSet::Closure(TEST_MODULES.iter().map(|m| m.to_string()).collect());
+        Environment::start(&modules).expect("fixture registry")
+    })
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A test's scratch space: a cache and an output directory.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+    pub fn out(&self) -> PathBuf {
+        let p = self.dir.path().join("out");
+        std::fs::create_dir_all(&p).expect("out dir");
+        p
+    }
+    /// Write a spec file into the scratch space.
+    pub fn spec(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("spec");
+        p
+    }
+    /// `osbuild ARGS` with this scratch's cache and the fixture registry as docker.io mirror.
+    pub fn osbuild(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));
+        cmd.args(args)
+            .arg("--cache")
+            .arg(self.cache())
+            .arg("--mirror")
+            .arg(env().mirror_arg())
+            .env("CI", "true")
+            .env_remove("SOURCE_DATE_EPOCH");
+        cmd.output().expect("run osbuild")
+    }
+    /// Names of the files in the output directory.
+    pub fn outputs(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.out())
+            .expect("out dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Assert success and return stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "osbuild failed ({}):\n{}", o.status, stderr(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Run a command and return its stdout, asserting success.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Unpack a gzip'd newc initrd with the real cpio into `dest`.
+pub fn unpack_initrd(initrd: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).expect("dest");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zcat '{}' | cpio -idm --no-absolute-filenames --quiet",
+            initrd.display()
+        ))
+        .current_dir(dest)
+        .status()
+        .expect("cpio");
+    assert!(status.success(), "cpio -id failed");
+}
+
+/// sha256 of a file (hex).
+pub fn sha256(path: &Path) -> String {
+    let out = sh(Command::new("sha256sum").arg(path));
+    out.split_whitespace().next().unwrap_or_default().to_string()
+}
