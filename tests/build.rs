@@ -22,31 +22,80 @@ fn hello_builds_kernel_initrd_and_cmdline() {
     let s = Scratch::new();
     let out = s.out();
     ok(&s.osbuild(&["build", "--dir", out.to_str().unwrap(), &hello()]));
-    assert_eq!(s.outputs(), ["hello-cmdline", "hello-initrd.img", "hello-kernel"]);
+    assert_eq!(
+        s.outputs(),
+        ["hello-cmdline", "hello-initrd.img", "hello-kernel"]
+    );
     let cmdline = std::fs::read_to_string(out.join("hello-cmdline")).unwrap();
     assert!(cmdline.starts_with("console=ttyS0"), "{cmdline}");
     let kernel = sh(Command::new("file").arg(out.join("hello-kernel")));
-    assert!(kernel.contains("Linux kernel x86 boot executable"), "{kernel}");
+    assert!(
+        kernel.contains("Linux kernel x86 boot executable"),
+        "{kernel}"
+    );
     // The initrd, read by the real cpio.
-    let listing = sh(Command::new("sh")
-        .arg("-c")
-        .arg(format!("zcat '{}' | cpio -it --quiet", out.join("hello-initrd.img").display())));
-    for want in ["init", "bin/busybox", "etc/osbuild-marker", "etc/resolv.conf", "etc/hosts"] {
-        assert!(listing.lines().any(|l| l == want), "{want} missing from\n{listing}");
+    let listing = sh(Command::new("sh").arg("-c").arg(format!(
+        "zcat '{}' | cpio -it --quiet",
+        out.join("hello-initrd.img").display()
+    )));
+    for want in [
+        "init",
+        "bin/busybox",
+        "etc/osbuild-marker",
+        "etc/resolv.conf",
+        "etc/hosts",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == want),
+            "{want} missing from\n{listing}"
+        );
     }
-    assert!(!listing.lines().any(|l| l.starts_with("boot")), "boot files are split out");
-    assert!(listing.lines().any(|l| l.starts_with("lib/modules/") && l.ends_with("virtio_net.ko")), "{listing}");
+    assert!(
+        !listing.lines().any(|l| l.starts_with("boot")),
+        "boot files are split out"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("lib/modules/") && l.ends_with("virtio_net.ko")),
+        "{listing}"
+    );
     let dir = s.dir.path().join("unpacked");
     unpack_initrd(&out.join("hello-initrd.img"), &dir);
-    assert_eq!(std::fs::read_to_string(dir.join("etc/osbuild-marker")).unwrap(), "hello from osbuild");
-    assert_eq!(std::fs::metadata(dir.join("etc/osbuild-marker")).unwrap().mode() & 0o7777, 0o644);
     assert_eq!(
-        std::fs::read_link(dir.join("etc/resolv.conf")).unwrap().display().to_string(),
+        std::fs::read_to_string(dir.join("etc/osbuild-marker")).unwrap(),
+        "hello from osbuild"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("etc/osbuild-marker"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o644
+    );
+    assert_eq!(
+        std::fs::read_link(dir.join("etc/resolv.conf"))
+            .unwrap()
+            .display()
+            .to_string(),
         "/run/resolvconf/resolv.conf"
     );
-    assert_eq!(std::fs::metadata(dir.join("init")).unwrap().mode() & 0o111, 0o111);
-    let modules_dep = std::fs::read_dir(dir.join("lib/modules")).unwrap().next().unwrap().unwrap().path().join("modules.dep");
-    assert!(std::fs::read_to_string(modules_dep).unwrap().contains("virtio_net.ko"));
+    assert_eq!(
+        std::fs::metadata(dir.join("init")).unwrap().mode() & 0o111,
+        0o111
+    );
+    let modules_dep = std::fs::read_dir(dir.join("lib/modules"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("modules.dep");
+    assert!(
+        std::fs::read_to_string(modules_dep)
+            .unwrap()
+            .contains("virtio_net.ko")
+    );
 }
 
 #[test]
@@ -54,9 +103,28 @@ fn services_lay_out_bundles_with_linuxkit_configs() {
     env();
     let s = Scratch::new();
     let out = s.out();
-    ok(&s.osbuild(&["build", "-f", "tar", "-f", "kernel+initrd", "--dir", out.to_str().unwrap(), &services()]));
-    assert_eq!(s.outputs(), ["services-cmdline", "services-initrd.img", "services-kernel", "services.tar"]);
-    let listing = sh(Command::new("tar").arg("-tvf").arg(out.join("services.tar")));
+    ok(&s.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "-f",
+        "kernel+initrd",
+        "--dir",
+        out.to_str().unwrap(),
+        &services(),
+    ]));
+    assert_eq!(
+        s.outputs(),
+        [
+            "services-cmdline",
+            "services-initrd.img",
+            "services-kernel",
+            "services.tar"
+        ]
+    );
+    let listing = sh(Command::new("tar")
+        .arg("-tvf")
+        .arg(out.join("services.tar")));
     for want in [
         "boot/kernel",
         "boot/cmdline",
@@ -80,10 +148,18 @@ fn services_lay_out_bundles_with_linuxkit_configs() {
     assert!(a.nlink() >= 3, "link count {}", a.nlink());
     assert_eq!(a.len(), std::fs::metadata("/bin/busybox").unwrap().len());
     // config.json, read back with oci-spec.
-    let web: oci_spec::runtime::Spec = oci_spec::runtime::Spec::load(dir.join("containers/services/web/config.json")).unwrap();
+    let web: oci_spec::runtime::Spec =
+        oci_spec::runtime::Spec::load(dir.join("containers/services/web/config.json")).unwrap();
     let process = web.process().as_ref().unwrap();
-    assert_eq!(process.args().as_ref().unwrap(), &["/bin/httpd", "-f", "-p", "80"]);
-    assert_eq!(process.env().as_ref().unwrap(), &["PATH=/bin"], "image Env kept");
+    assert_eq!(
+        process.args().as_ref().unwrap(),
+        &["/bin/httpd", "-f", "-p", "80"]
+    );
+    assert_eq!(
+        process.env().as_ref().unwrap(),
+        &["PATH=/bin"],
+        "image Env kept"
+    );
     assert_eq!(web.root().as_ref().unwrap().readonly(), Some(false));
     let caps: Vec<String> = process
         .capabilities()
@@ -95,22 +171,52 @@ fn services_lay_out_bundles_with_linuxkit_configs() {
         .iter()
         .map(|c| c.to_string())
         .collect();
-    assert_eq!(caps, ["NET_BIND_SERVICE"], "YAML capabilities replace the label's");
-    let mounts: Vec<String> = web.mounts().as_ref().unwrap().iter().map(|m| m.destination().display().to_string()).collect();
-    assert!(mounts.contains(&"/etc/resolv.conf".to_string()), "the label's bind is kept: {mounts:?}");
-    let ns: Vec<String> = web.linux().as_ref().unwrap().namespaces().as_ref().unwrap().iter().map(|n| format!("{:?}", n.typ())).collect();
+    assert_eq!(
+        caps,
+        ["NET_BIND_SERVICE"],
+        "YAML capabilities replace the label's"
+    );
+    let mounts: Vec<String> = web
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| m.destination().display().to_string())
+        .collect();
+    assert!(
+        mounts.contains(&"/etc/resolv.conf".to_string()),
+        "the label's bind is kept: {mounts:?}"
+    );
+    let ns: Vec<String> = web
+        .linux()
+        .as_ref()
+        .unwrap()
+        .namespaces()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| format!("{:?}", n.typ()))
+        .collect();
     assert_eq!(ns, ["Pid", "Mount"]);
-    let sysctl: oci_spec::runtime::Spec = oci_spec::runtime::Spec::load(dir.join("containers/onboot/000-sysctl/config.json")).unwrap();
+    let sysctl: oci_spec::runtime::Spec =
+        oci_spec::runtime::Spec::load(dir.join("containers/onboot/000-sysctl/config.json"))
+            .unwrap();
     assert_eq!(sysctl.root().as_ref().unwrap().readonly(), Some(true));
     assert_eq!(sysctl.process().as_ref().unwrap().user().uid(), 0);
-    let runtime: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("containers/services/web/runtime.json")).unwrap()).unwrap();
+    let runtime: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("containers/services/web/runtime.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(runtime["mounts"][2]["type"], "overlay");
     // Container images get LinuxKit's fixed files.
-    let hosts = std::fs::read_to_string(dir.join("containers/services/web/lower/etc/hosts")).unwrap();
+    let hosts =
+        std::fs::read_to_string(dir.join("containers/services/web/lower/etc/hosts")).unwrap();
     assert!(hosts.starts_with("127.0.0.1       localhost"), "{hosts}");
     assert_eq!(
-        std::fs::read_link(dir.join("containers/services/web/lower/etc/mtab")).unwrap().display().to_string(),
+        std::fs::read_link(dir.join("containers/services/web/lower/etc/mtab"))
+            .unwrap()
+            .display()
+            .to_string(),
         "/proc/mounts"
     );
 }
@@ -122,13 +228,42 @@ fn builds_are_byte_reproducible() {
     let b = Scratch::new();
     for s in [&a, &b] {
         let out = s.out();
-        ok(&s.osbuild(&["build", "-f", "kernel+initrd", "-f", "tar", "--dir", out.to_str().unwrap(), &services()]));
-        ok(&s.osbuild(&["build", "--compress", "zstd", "--name", "z", "--dir", out.to_str().unwrap(), &services()]));
+        ok(&s.osbuild(&[
+            "build",
+            "-f",
+            "kernel+initrd",
+            "-f",
+            "tar",
+            "--dir",
+            out.to_str().unwrap(),
+            &services(),
+        ]));
+        ok(&s.osbuild(&[
+            "build",
+            "--compress",
+            "zstd",
+            "--name",
+            "z",
+            "--dir",
+            out.to_str().unwrap(),
+            &services(),
+        ]));
     }
-    for f in ["services-initrd.img", "services.tar", "services-kernel", "z-initrd.img"] {
-        assert_eq!(sha256(&a.out().join(f)), sha256(&b.out().join(f)), "{f} differs between two builds");
+    for f in [
+        "services-initrd.img",
+        "services.tar",
+        "services-kernel",
+        "z-initrd.img",
+    ] {
+        assert_eq!(
+            sha256(&a.out().join(f)),
+            sha256(&b.out().join(f)),
+            "{f} differs between two builds"
+        );
     }
-    sh(Command::new("zstd").arg("-tq").arg(a.out().join("z-initrd.img")));
+    sh(Command::new("zstd")
+        .arg("-tq")
+        .arg(a.out().join("z-initrd.img")));
 }
 
 #[test]
@@ -139,7 +274,16 @@ fn source_date_epoch_changes_generated_times_only_as_asked() {
     let spec = services();
     let run = |epoch: &str, name: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-            .args(["build", "-f", "tar", "--name", name, "--dir", out.to_str().unwrap(), &spec])
+            .args([
+                "build",
+                "-f",
+                "tar",
+                "--name",
+                name,
+                "--dir",
+                out.to_str().unwrap(),
+                &spec,
+            ])
             .arg("--cache")
             .arg(s.cache())
             .arg("--mirror")
@@ -154,23 +298,45 @@ fn source_date_epoch_changes_generated_times_only_as_asked() {
     run("1100000000", "c");
     assert_eq!(sha256(&out.join("a.tar")), sha256(&out.join("b.tar")));
     assert_ne!(sha256(&out.join("a.tar")), sha256(&out.join("c.tar")));
-    let listing = sh(Command::new("tar").arg("--full-time").arg("-tvf").arg(out.join("a.tar")));
-    assert!(listing.lines().all(|l| !l.contains("2023-")), "no mtime beyond the epoch:\n{listing}");
+    let listing = sh(Command::new("tar")
+        .arg("--full-time")
+        .arg("-tvf")
+        .arg(out.join("a.tar")));
+    assert!(
+        listing.lines().all(|l| !l.contains("2023-")),
+        "no mtime beyond the epoch:\n{listing}"
+    );
 }
 
 #[test]
 fn dry_run_pins_every_image_by_digest() {
     env();
     let s = Scratch::new();
-    let out = ok(&s.osbuild(&["build", "--dry-run", "--dir", s.out().to_str().unwrap(), &services()]));
+    let out = ok(&s.osbuild(&[
+        "build",
+        "--dry-run",
+        "--dir",
+        s.out().to_str().unwrap(),
+        &services(),
+    ]));
     assert!(s.outputs().is_empty(), "a dry run writes nothing");
-    let pinned: Vec<&str> = out.lines().filter(|l| l.contains("image:") || l.trim_start().starts_with("- ")).collect();
+    let pinned: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("image:") || l.trim_start().starts_with("- "))
+        .collect();
     assert!(out.contains("osbuild/kernel:6.1-debian@sha256:"), "{out}");
     assert!(out.contains("osbuild/busybox:1@sha256:"), "{out}");
     assert!(!pinned.is_empty());
     // The pinned spec is itself a valid spec that builds.
     let spec = s.spec("pinned.yml", &out);
-    ok(&s.osbuild(&["build", "-f", "tar", "--dir", s.out().to_str().unwrap(), spec.to_str().unwrap()]));
+    ok(&s.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        s.out().to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]));
 }
 
 #[test]
@@ -179,7 +345,14 @@ fn three_layers_flatten_to_the_expected_tree() {
     let s = Scratch::new();
     let spec = s.spec("layers.yml", "init:\n  - osbuild/layers:1\n");
     let out = s.out();
-    ok(&s.osbuild(&["build", "-f", "tar", "--dir", out.to_str().unwrap(), spec.to_str().unwrap()]));
+    ok(&s.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        out.to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]));
     let listing = sh(Command::new("tar").arg("-tvf").arg(out.join("layers.tar")));
     let entries: Vec<String> = listing
         .lines()
@@ -189,7 +362,15 @@ fn three_layers_flatten_to_the_expected_tree() {
             let rest = f[5..].join(" ");
             format!("{} {}", f[0], rest)
         })
-        .filter(|l| !l.contains(" dev/pts/") && !l.contains(" dev/shm/") && !l.contains(" proc/") && !l.contains(" sys/") && !l.contains(" etc/hosts") && !l.contains(" etc/mtab") && !l.contains(" etc/resolv.conf"))
+        .filter(|l| {
+            !l.contains(" dev/pts/")
+                && !l.contains(" dev/shm/")
+                && !l.contains(" proc/")
+                && !l.contains(" sys/")
+                && !l.contains(" etc/hosts")
+                && !l.contains(" etc/mtab")
+                && !l.contains(" etc/resolv.conf")
+        })
         .collect();
     let expected = [
         "-rwsr-xr-x bin/su",
@@ -222,7 +403,14 @@ fn three_layers_flatten_to_the_expected_tree() {
     want.sort();
     assert_eq!(got, want, "full listing:\n{listing}");
     // Whiteouts never appear, hidden files are gone.
-    for gone in [".wh.", "etc/gone", "opaque/a", "opaque/sub", "redo/old", "dir-to-file/child"] {
+    for gone in [
+        ".wh.",
+        "etc/gone",
+        "opaque/a",
+        "opaque/sub",
+        "redo/old",
+        "dir-to-file/child",
+    ] {
         assert!(!listing.contains(gone), "{gone} should be gone:\n{listing}");
     }
     // The xattr survives as a PAX record.
@@ -232,7 +420,9 @@ fn three_layers_flatten_to_the_expected_tree() {
         let mut e = e.unwrap();
         if e.path().unwrap().to_string_lossy() == "etc/xattr" {
             let exts = e.pax_extensions().unwrap().unwrap();
-            found = exts.filter_map(|x| x.ok()).any(|x| x.key() == Ok("SCHILY.xattr.user.osbuild") && x.value_bytes() == b"yes");
+            found = exts
+                .filter_map(|x| x.ok())
+                .any(|x| x.key() == Ok("SCHILY.xattr.user.osbuild") && x.value_bytes() == b"yes");
         }
     }
     assert!(found, "user.osbuild xattr kept");
@@ -245,9 +435,23 @@ fn arch_selects_the_manifest_from_an_index() {
     let spec = s.spec("multi.yml", "init:\n  - osbuild/multiarch:1\n");
     let out = s.out();
     for arch in ["amd64", "arm64"] {
-        let o = s.osbuild(&["build", "-f", "tar", "--arch", arch, "--name", arch, "--dir", out.to_str().unwrap(), spec.to_str().unwrap()]);
+        let o = s.osbuild(&[
+            "build",
+            "-f",
+            "tar",
+            "--arch",
+            arch,
+            "--name",
+            arch,
+            "--dir",
+            out.to_str().unwrap(),
+            spec.to_str().unwrap(),
+        ]);
         ok(&o);
-        let text = sh(Command::new("tar").arg("-xOf").arg(out.join(format!("{arch}.tar"))).arg("etc/arch"));
+        let text = sh(Command::new("tar")
+            .arg("-xOf")
+            .arg(out.join(format!("{arch}.tar")))
+            .arg("etc/arch"));
         assert_eq!(text.trim(), arch);
     }
 }
@@ -259,7 +463,11 @@ fn tar_streams_to_stdout() {
     let o = s.osbuild(&["build", "-f", "tar", "-o", "-", &hello()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut ar = tar::Archive::new(&o.stdout[..]);
-    let names: Vec<String> = ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
     assert!(names.contains(&"boot/kernel".to_string()));
     assert!(names.contains(&"init".to_string()));
 }
@@ -269,9 +477,21 @@ fn tar_kernel_initrd_holds_the_boot_files() {
     env();
     let s = Scratch::new();
     let out = s.out();
-    ok(&s.osbuild(&["build", "-f", "tar-kernel-initrd", "--dir", out.to_str().unwrap(), &hello()]));
-    let listing = sh(Command::new("tar").arg("-tf").arg(out.join("hello-initrd.tar")));
-    assert_eq!(listing.lines().collect::<Vec<_>>(), ["cmdline", "initrd.img", "kernel"]);
+    ok(&s.osbuild(&[
+        "build",
+        "-f",
+        "tar-kernel-initrd",
+        "--dir",
+        out.to_str().unwrap(),
+        &hello(),
+    ]));
+    let listing = sh(Command::new("tar")
+        .arg("-tf")
+        .arg(out.join("hello-initrd.tar")));
+    assert_eq!(
+        listing.lines().collect::<Vec<_>>(),
+        ["cmdline", "initrd.img", "kernel"]
+    );
 }
 
 #[test]
@@ -285,7 +505,10 @@ fn inspect_shows_platforms_config_and_label() {
     assert!(text.contains("CAP_NET_BIND_SERVICE"), "{text}");
     let o = s.osbuild(&["inspect", "--json", "osbuild/multiarch:1"]);
     let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
-    assert_eq!(v["platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]));
+    assert_eq!(
+        v["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
 }
 
 #[test]
@@ -304,11 +527,22 @@ fn cache_commands_and_offline_builds() {
             .unwrap()
     };
     let ls = ok(&cache(&["ls"]));
-    assert!(ls.contains("docker.io/osbuild/kernel:6.1-debian\tsha256:"), "{ls}");
+    assert!(
+        ls.contains("docker.io/osbuild/kernel:6.1-debian\tsha256:"),
+        "{ls}"
+    );
     assert!(ls.contains("docker.io/osbuild/busybox-init:1"), "{ls}");
     // Offline: the same build works from the cache alone, even with the mirror unreachable.
     let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args(["build", "--offline", "--name", "offline", "--dir", out.to_str().unwrap(), &hello()])
+        .args([
+            "build",
+            "--offline",
+            "--name",
+            "offline",
+            "--dir",
+            out.to_str().unwrap(),
+            &hello(),
+        ])
         .arg("--cache")
         .arg(s.cache())
         .arg("--mirror")
@@ -316,12 +550,23 @@ fn cache_commands_and_offline_builds() {
         .output()
         .unwrap();
     ok(&o);
-    assert_eq!(sha256(&out.join("offline-initrd.img")), sha256(&out.join("hello-initrd.img")));
+    assert_eq!(
+        sha256(&out.join("offline-initrd.img")),
+        sha256(&out.join("hello-initrd.img"))
+    );
     // Export, then import into an empty cache and build offline from it.
     let tarball = s.dir.path().join("init.tar");
-    ok(&cache(&["export", "osbuild/busybox-init:1", tarball.to_str().unwrap()]));
+    ok(&cache(&[
+        "export",
+        "osbuild/busybox-init:1",
+        tarball.to_str().unwrap(),
+    ]));
     let listing = sh(Command::new("tar").arg("-tf").arg(&tarball));
-    assert!(listing.contains("index.json") && listing.contains("oci-layout") && listing.contains("blobs/sha256/"));
+    assert!(
+        listing.contains("index.json")
+            && listing.contains("oci-layout")
+            && listing.contains("blobs/sha256/")
+    );
     let other = Scratch::new();
     let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
         .args(["cache", "import", tarball.to_str().unwrap(), "--cache"])
@@ -331,7 +576,15 @@ fn cache_commands_and_offline_builds() {
     ok(&o);
     let spec = other.spec("init-only.yml", "init:\n  - osbuild/busybox-init:1\n");
     let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args(["build", "--offline", "-f", "tar", "--dir", other.out().to_str().unwrap(), spec.to_str().unwrap()])
+        .args([
+            "build",
+            "--offline",
+            "-f",
+            "tar",
+            "--dir",
+            other.out().to_str().unwrap(),
+            spec.to_str().unwrap(),
+        ])
         .arg("--cache")
         .arg(other.cache())
         .output()
@@ -339,13 +592,23 @@ fn cache_commands_and_offline_builds() {
     ok(&o);
     // Offline with an image the cache lacks names it.
     let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args(["build", "--offline", "--dir", other.out().to_str().unwrap(), &hello()])
+        .args([
+            "build",
+            "--offline",
+            "--dir",
+            other.out().to_str().unwrap(),
+            &hello(),
+        ])
         .arg("--cache")
         .arg(other.cache())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(4));
-    assert!(stderr(&o).contains("docker.io/osbuild/kernel:6.1-debian: not in the cache"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("docker.io/osbuild/kernel:6.1-debian: not in the cache"),
+        "{}",
+        stderr(&o)
+    );
     // rm and clean.
     ok(&cache(&["rm", "osbuild/busybox-init:1"]));
     assert!(!ok(&cache(&["ls"])).contains("busybox-init"));

@@ -31,7 +31,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
     pub fn cache(&self) -> PathBuf {
         self.dir.path().join("cache")
@@ -77,14 +79,23 @@ pub fn stderr(o: &Output) -> String {
 
 /// Assert success and return stdout.
 pub fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "osbuild failed ({}):\n{}", o.status, stderr(o));
+    assert!(
+        o.status.success(),
+        "osbuild failed ({}):\n{}",
+        o.status,
+        stderr(o)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Run a command and return its stdout, asserting success.
 pub fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -106,5 +117,8 @@ pub fn unpack_initrd(initrd: &Path, dest: &Path) {
 /// sha256 of a file (hex).
 pub fn sha256(path: &Path) -> String {
     let out = sh(Command::new("sha256sum").arg(path));
-    out.split_whitespace().next().unwrap_or_default().to_string()
+    out.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }

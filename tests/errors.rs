@@ -1,0 +1,280 @@
+//! Bad input: one clear line naming what and where, a documented non-zero exit, and no output
+//! file left behind.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use osbuild::image::Arch;
+use osbuild::image::layout::ImageSpec;
+use osbuild_testenv::fixtures::Pusher;
+use osbuild_testenv::registry::Registry;
+use osbuild_testenv::trees;
+use support::{Scratch, env, ok, repo, stderr};
+
+/// The error line of a failed run; asserts there is exactly one line and the exit code.
+fn failure(o: &Output, code: i32) -> String {
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{err}");
+    assert_eq!(lines.len(), 1, "one error line:\n{err}");
+    lines[0].trim_start_matches("error: ").to_string()
+}
+
+fn build(s: &Scratch, spec: &str) -> Output {
+    let path = s.spec("bad.yml", spec);
+    s.osbuild(&[
+        "build",
+        "--dir",
+        s.out().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn unknown_key_shows_line_and_column() {
+    let s = Scratch::new();
+    let o = build(
+        &s,
+        "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdlin: console=ttyS0\n",
+    );
+    let e = failure(&o, 3);
+    assert!(e.ends_with("bad.yml:3:3: kernel.cmdlin: unknown field `cmdlin`, expected one of `image`, `cmdline`, `binary`, `tar`, `ucode`") || e.contains("bad.yml:3:3: kernel.cmdlin: unknown field `cmdlin`"), "{e}");
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn bad_mode_is_named() {
+    let s = Scratch::new();
+    let o = build(
+        &s,
+        "files:\n  - path: etc/x\n    contents: x\n    mode: \"0789\"\n",
+    );
+    let e = failure(&o, 3);
+    assert!(
+        e.contains("bad.yml:4:11: files[0].mode: mode \"0789\" is not an octal number"),
+        "{e}"
+    );
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn duplicate_service_name_is_named() {
+    let s = Scratch::new();
+    let o = build(
+        &s,
+        "services:\n  - name: web\n    image: osbuild/busybox:1\n  - name: web\n    image: osbuild/busybox:1\n",
+    );
+    let e = failure(&o, 3);
+    assert!(
+        e.contains("bad.yml:4:11: services[1].name: duplicate service name \"web\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_image_is_a_404_naming_the_reference() {
+    env();
+    let s = Scratch::new();
+    let o = build(&s, "init:\n  - osbuild/does-not-exist:1\n");
+    let e = failure(&o, 4);
+    assert!(
+        e.starts_with("docker.io/osbuild/does-not-exist:1: not found in registry 127.0.0.1:"),
+        "{e}"
+    );
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn registry_down_is_reported_after_retries() {
+    let s = Scratch::new();
+    let mut registry = Registry::start().unwrap();
+    let addr = registry.addr();
+    registry.stop();
+    let spec = s.spec(
+        "down.yml",
+        &format!("init:\n  - {addr}/osbuild/busybox:1\n"),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args([
+            "build",
+            "--dir",
+            s.out().to_str().unwrap(),
+            spec.to_str().unwrap(),
+            "--cache",
+        ])
+        .arg(s.cache())
+        .output()
+        .unwrap();
+    let e = failure(&o, 4);
+    assert!(
+        e.contains(&format!("registry {addr} failed after 4 attempts")),
+        "{e}"
+    );
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn missing_arch_lists_what_the_image_has() {
+    env();
+    let s = Scratch::new();
+    let path = s.spec("m.yml", "init:\n  - osbuild/multiarch:1\n");
+    let o = s.osbuild(&[
+        "build",
+        "--arch",
+        "s390x",
+        "--dir",
+        s.out().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 4);
+    assert_eq!(
+        e,
+        "docker.io/osbuild/multiarch:1: no image for linux/s390x (the image has: linux/amd64, linux/arm64)"
+    );
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn unwritable_output_directory_fails_before_pulling() {
+    let s = Scratch::new();
+    let hello = repo().join("examples/hello.yml");
+    let o = s.osbuild(&[
+        "build",
+        "--dir",
+        "/nonexistent/osbuild-out",
+        hello.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 5);
+    assert!(e.starts_with("/nonexistent/osbuild-out: "), "{e}");
+    assert!(
+        !s.cache().join("blobs").exists()
+            || std::fs::read_dir(s.cache().join("blobs/sha256"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}
+
+#[test]
+fn spec_without_kernel_cannot_make_kernel_initrd() {
+    env();
+    let s = Scratch::new();
+    let o = build(&s, "init:\n  - osbuild/busybox-init:1\n");
+    let e = failure(&o, 5);
+    assert!(e.contains("needs a kernel"), "{e}");
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn package_references_are_reported_until_packages_can_be_built() {
+    let s = Scratch::new();
+    let o = build(&s, "init:\n  - \"@pkg:../pkg/init\"\n");
+    let e = failure(&o, 3);
+    assert!(
+        e.contains("bad.yml:2:5: init[0]: package reference to"),
+        "{e}"
+    );
+    assert!(e.contains("pkg/init"), "{e}");
+}
+
+/// A registry holding one image, for tampering tests that must not disturb the shared one.
+fn own_registry() -> (Registry, String) {
+    let registry = Registry::start().unwrap();
+    let pusher = Pusher::new(&registry.addr()).unwrap();
+    let tree = trees::busybox_init().unwrap();
+    let r = pusher
+        .push(
+            "osbuild/tamper:1",
+            &ImageSpec {
+                layers: vec![&tree],
+                cmd: vec!["/init".into()],
+                ..ImageSpec::default()
+            },
+            Arch::Amd64,
+        )
+        .unwrap();
+    (registry, r.to_string())
+}
+
+fn biggest_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut best = (0, dir.to_path_buf());
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.len() > best.0 {
+                best = (md.len(), e.path());
+            }
+        }
+    }
+    best.1
+}
+
+fn flip_byte(path: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn tampered_cache_blob_is_fetched_again() {
+    let (_registry, image) = own_registry();
+    let s = Scratch::new();
+    let spec = s.spec("t.yml", &format!("init:\n  - {image}\n"));
+    let out = s.out();
+    let args = [
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        out.to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ];
+    ok(&s.osbuild(&args));
+    let first = std::fs::read(s.out().join("t.tar")).unwrap();
+    // Damage the largest cached blob (a layer), then build again: the build heals the cache.
+    let blob = biggest_file(&s.cache().join("blobs/sha256"));
+    flip_byte(&blob, 1000);
+    ok(&s.osbuild(&args));
+    assert_eq!(
+        std::fs::read(s.out().join("t.tar")).unwrap(),
+        first,
+        "same output after healing"
+    );
+    let name = blob.file_name().unwrap().to_string_lossy().into_owned();
+    let healed = std::process::Command::new("sha256sum")
+        .arg(&blob)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&healed.stdout).starts_with(&name),
+        "the blob is whole again"
+    );
+}
+
+#[test]
+fn tampered_registry_blob_fails_the_build() {
+    let (registry, image) = own_registry();
+    let blob = biggest_file(&registry.storage_dir());
+    flip_byte(&blob, 2000);
+    let s = Scratch::new();
+    let spec = s.spec("t.yml", &format!("init:\n  - {image}\n"));
+    let o = s.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        s.out().to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 4);
+    assert!(
+        e.contains("has the wrong content") && e.contains(&image),
+        "{e}"
+    );
+    assert!(s.outputs().is_empty());
+}
