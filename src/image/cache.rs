@@ -283,7 +283,7 @@ impl Cache {
         annotations.insert(REF_NAME.to_string(), name.to_string());
         annotated.set_annotations(Some(annotations));
         entries.push(annotated);
-        entries.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)));
+        entries.sort_by_key(ref_name);
         index.set_manifests(entries);
         self.write_index(&index)
     }

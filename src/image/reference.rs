@@ -59,12 +59,10 @@ fn valid_component(c: &str) -> bool {
     let mut prev_sep = String::new();
     for ch in c.chars() {
         if ch.is_ascii_lowercase() || ch.is_ascii_digit() {
-            if !prev_sep.is_empty()
-                && !(prev_sep == "."
-                    || prev_sep == "_"
-                    || prev_sep == "__"
-                    || prev_sep.chars().all(|s| s == '-'))
-            {
+            let separator_ok = prev_sep.is_empty()
+                || matches!(prev_sep.as_str(), "." | "_" | "__")
+                || prev_sep.chars().all(|s| s == '-');
+            if !separator_ok {
                 return false;
             }
             prev_sep.clear();

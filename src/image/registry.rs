@@ -512,12 +512,11 @@ impl Puller {
             return Ok(self.cache.blob_path(diff_id));
         }
         let digest = layer.digest().to_string();
-        let codec =
-            codec_for(&layer.media_type().to_string()).map_err(|reason| ImageError::Layer {
-                reference: reference.to_string(),
-                digest: digest.clone(),
-                reason,
-            })?;
+        let codec = codec_for(layer.media_type().as_ref()).map_err(|reason| ImageError::Layer {
+            reference: reference.to_string(),
+            digest: digest.clone(),
+            reason,
+        })?;
         let cache = self.cache.clone();
         let d = digest.clone();
         let have = tokio::task::spawn_blocking(move || cache.verify_blob(&d))
@@ -700,10 +699,9 @@ pub fn pick_platform(list: &[serde_json::Value], arch: Arch) -> Result<String, S
         if os == "linux"
             && a == arch.oci()
             && (arch != Arch::Arm64 || variant.is_none_or(|v| v == "v8"))
+            && let Some(d) = m.get("digest").and_then(|d| d.as_str())
         {
-            if let Some(d) = m.get("digest").and_then(|d| d.as_str()) {
-                return Ok(d.to_string());
-            }
+            return Ok(d.to_string());
         }
         if !os.is_empty() && os != "unknown" {
             available.push(match variant {

@@ -246,19 +246,19 @@ pub fn validate(loaded: &LoadedSpec) -> Result<(), SpecError> {
     }
     let mut seen: BTreeMap<&str, &Loc<String>> = BTreeMap::new();
     for (i, c) in spec.services.iter().enumerate() {
-        if let Some(name) = &c.name {
-            if let Some(first) = seen.insert(&name.value, name) {
-                return Err(SpecError::at(
-                    loaded.file(c.file),
-                    name,
-                    format!("services[{i}].name"),
-                    format!(
-                        "duplicate service name {:?} (first at line {})",
-                        name.value,
-                        first.referenced.line()
-                    ),
-                ));
-            }
+        if let Some(name) = &c.name
+            && let Some(first) = seen.insert(&name.value, name)
+        {
+            return Err(SpecError::at(
+                loaded.file(c.file),
+                name,
+                format!("services[{i}].name"),
+                format!(
+                    "duplicate service name {:?} (first at line {})",
+                    name.value,
+                    first.referenced.line()
+                ),
+            ));
         }
     }
     let mut volumes: BTreeMap<&str, ()> = BTreeMap::new();
