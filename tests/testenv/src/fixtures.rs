@@ -44,13 +44,22 @@ pub struct Pusher {
 impl Pusher {
     /// A pusher to the registry at `addr` (`127.0.0.1:PORT`).
     pub fn new(addr: &str) -> Result<Pusher> {
+        Pusher::with_credentials(addr, None)
+    }
+
+    /// A pusher using the credentials in the Docker config `docker_config`.
+    pub fn with_credentials(addr: &str, docker_config: Option<&Path>) -> Result<Pusher> {
         let dir = tempfile::Builder::new()
             .prefix("osbuild-fixture-cache-")
             .tempdir()?;
         let cache = Cache::open(dir.path())?;
+        let opts = RegistryOptions {
+            docker_config: docker_config.map(Path::to_path_buf),
+            ..RegistryOptions::default()
+        };
         let puller = Puller::new(
             cache.clone(),
-            RegistryOptions::default(),
+            opts,
             PullPolicy::default(),
             Reporter::quiet(),
         );
