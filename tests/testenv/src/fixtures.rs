@@ -227,6 +227,36 @@ pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference
     Ok(out)
 }
 
+/// Push `osbuild/redis:7-debian`: Debian's redis-server and its libraries.
+pub fn push_redis(pusher: &Pusher) -> Result<Reference> {
+    let root = crate::debian::unpacked(&crate::fixtures_dir(), "redis", &["redis-server"])?;
+    let opts = osbuild::tree::HostImport {
+        uid: 0,
+        gid: 0,
+        mtime: trees::MTIME,
+    };
+    let osbuild::tree::Inode::Directory(dir) = osbuild::tree::import_host_path(&root, &opts)?
+    else {
+        anyhow::bail!("{} is not a directory", root.display());
+    };
+    let mut tree = osbuild::tree::Tree::new(trees::MTIME);
+    tree.root = *dir;
+    let _ = tree.remove(&osbuild::tree::TreePath::parse(".complete")?);
+    pusher.push(
+        "osbuild/redis:7-debian",
+        &ImageSpec {
+            layers: vec![&tree],
+            cmd: vec![
+                "/usr/bin/redis-server".into(),
+                "--protected-mode".into(),
+                "no".into(),
+            ],
+            ..ImageSpec::default()
+        },
+        Arch::Amd64,
+    )
+}
+
 /// A registry with every standard fixture and the small kernel, ready for builds that use
 /// `--mirror docker.io=http://ADDR`.
 pub struct Environment {

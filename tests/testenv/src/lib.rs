@@ -1,6 +1,7 @@
 //! Test environment for osbuild: a real OCI registry on loopback, Debian kernels, and fixture
 //! images built from real binaries and pushed to the registry.
 
+pub mod debian;
 pub mod fixtures;
 pub mod kernel;
 pub mod qemu;

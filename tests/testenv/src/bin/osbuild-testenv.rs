@@ -1,39 +1,48 @@
-//! `osbuild-testenv serve`: a registry on loopback holding the fixture images, for the demo
-//! and for trying osbuild by hand. Prints the registry address, then serves until interrupted.
+//! `osbuild-testenv`: the fixture registry for the demo, the benchmark and trying osbuild by
+//! hand, and a compression timer for the benchmark's floor.
+//!
+//! - `serve [--all-modules] [--redis] [--ready-file FILE]`: start a registry on loopback, push
+//!   the fixtures, print its address and serve until interrupted.
+//! - `compress gzip|zstd FILE`: compress FILE to /dev/null with osbuild's compressor and print
+//!   the seconds it took.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use osbuild_testenv::fixtures::Environment;
+use osbuild::output::compress::{Compression, Compressor};
+use osbuild_testenv::fixtures::{Environment, Pusher, push_kernel, push_redis};
 use osbuild_testenv::kernel::ModuleSet;
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("serve") {
-        bail!("usage: osbuild-testenv serve [--all-modules] [--ready-file FILE]");
-    }
-    let all = args.iter().any(|a| a == "--all-modules");
+fn serve(args: &[String]) -> Result<()> {
+    let flag = |name: &str| args.iter().any(|a| a == name);
     let ready = args
         .iter()
         .position(|a| a == "--ready-file")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let modules = if all {
-        ModuleSet::All
-    } else {
-        ModuleSet::Closure(
-            osbuild_testenv::fixtures::TEST_MODULES
-                .iter()
-                .map(|m| m.to_string())
-                .collect(),
-        )
-    };
+    let small = ModuleSet::Closure(
+        osbuild_testenv::fixtures::TEST_MODULES
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    let env = Environment::start(&modules)?;
+    let stopper = stop.clone();
+    ctrlc::set_handler(move || stopper.store(true, Ordering::SeqCst))?;
+    let mut env = Environment::start(&small)?;
+    let pusher = Pusher::new(&env.registry.addr())?;
+    if flag("--all-modules") {
+        env.images.insert(
+            "kernel-full",
+            push_kernel(&pusher, "6.1-full", "amd64", &ModuleSet::All)?,
+        );
+    }
+    if flag("--redis") {
+        env.images.insert("redis", push_redis(&pusher)?);
+    }
     for (name, reference) in &env.images {
         eprintln!("{name}: {reference}");
     }
@@ -44,6 +53,31 @@ fn main() -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
     }
-    drop(env);
     Ok(())
+}
+
+fn compress(args: &[String]) -> Result<()> {
+    let (Some(codec), Some(file)) = (args.first(), args.get(1)) else {
+        bail!("usage: osbuild-testenv compress gzip|zstd FILE");
+    };
+    let codec: Compression = codec.parse().map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let mut input = std::fs::File::open(file)?;
+    let mut c = Compressor::new(codec, std::io::sink())?;
+    std::io::copy(&mut input, &mut c)?;
+    c.flush()?;
+    c.finish()?;
+    println!("{:.2}", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("compress") => compress(&args[1..]),
+        _ => bail!(
+            "usage: osbuild-testenv serve [--all-modules] [--redis] [--ready-file FILE] | compress gzip|zstd FILE"
+        ),
+    }
 }
