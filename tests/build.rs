@@ -615,3 +615,66 @@ fn cache_commands_and_offline_builds() {
     ok(&cache(&["clean", "--all"]));
     assert!(!ok(&cache(&["ls"])).contains("docker.io"));
 }
+
+#[test]
+fn pull_rechecks_a_cached_tag() {
+    use osbuild::image::Arch;
+    use osbuild::image::layout::ImageSpec;
+    use osbuild_testenv::fixtures::Pusher;
+    use osbuild_testenv::registry::Registry;
+    let registry = Registry::start().unwrap();
+    let pusher = Pusher::new(&registry.addr()).unwrap();
+    let push = |arch_marker: &str| {
+        let tree = osbuild_testenv::trees::arch_marker(arch_marker).unwrap();
+        pusher
+            .push(
+                "moving/tag:1",
+                &ImageSpec {
+                    layers: vec![&tree],
+                    cmd: vec!["/x".into()],
+                    ..ImageSpec::default()
+                },
+                Arch::Amd64,
+            )
+            .unwrap()
+    };
+    let image = push("first");
+    let s = Scratch::new();
+    let spec = s.spec("m.yml", &format!("init:\n  - {image}\n"));
+    let out = s.out();
+    let build = |name: &str, extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+            .args([
+                "build",
+                "-f",
+                "tar",
+                "--name",
+                name,
+                "--dir",
+                out.to_str().unwrap(),
+                spec.to_str().unwrap(),
+                "--cache",
+            ])
+            .arg(s.cache())
+            .args(extra)
+            .output()
+            .unwrap();
+        ok(&o);
+        sh(Command::new("tar")
+            .arg("-xOf")
+            .arg(out.join(format!("{name}.tar")))
+            .arg("etc/arch"))
+    };
+    assert_eq!(build("a", &[]).trim(), "first");
+    push("second");
+    assert_eq!(
+        build("b", &[]).trim(),
+        "first",
+        "the cached tag is used without --pull"
+    );
+    assert_eq!(
+        build("c", &["--pull"]).trim(),
+        "second",
+        "--pull asks the registry again"
+    );
+}
