@@ -2,15 +2,13 @@
 
 mod support;
 
-use std::process::Command;
-
 use base64::Engine;
 use osbuild::image::Arch;
 use osbuild::image::layout::ImageSpec;
 use osbuild_testenv::fixtures::Pusher;
 use osbuild_testenv::registry::{BasicAuth, Registry};
 use osbuild_testenv::trees;
-use support::{Scratch, ok, stderr};
+use support::{Scratch, ok, osbuild_in, stderr};
 
 #[test]
 fn credentials_from_docker_config_open_a_protected_registry() {
@@ -45,21 +43,20 @@ fn credentials_from_docker_config_open_a_protected_registry() {
         )
         .unwrap();
     let spec = s.spec("p.yml", &format!("init:\n  - {image}\n"));
+    let out = s.out();
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_osbuild"))
-            .args([
-                "build",
-                "-f",
-                "tar",
-                "--dir",
-                s.out().to_str().unwrap(),
-                spec.to_str().unwrap(),
-                "--cache",
-            ])
-            .arg(s.dir.path().join(format!("cache{}", extra.len())))
-            .args(extra)
-            .output()
-            .unwrap()
+        let args = [
+            "build",
+            "-f",
+            "tar",
+            "--dir",
+            out.to_str().unwrap(),
+            spec.to_str().unwrap(),
+        ];
+        osbuild_in(
+            &s.dir.path().join(format!("cache{}", extra.len())),
+            &[&args[..], extra].concat(),
+        )
     };
     // Without credentials the registry refuses, and the error says so with the reference.
     let empty = s.dir.path().join("empty.json");

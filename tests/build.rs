@@ -6,7 +6,7 @@ mod support;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use support::{Scratch, env, ok, repo, sh, sha256, stderr, unpack_initrd};
+use support::{Scratch, env, ok, osbuild_in, repo, sh, sha256, stderr, unpack_initrd};
 
 fn hello() -> String {
     repo().join("examples/hello.yml").display().to_string()
@@ -516,16 +516,10 @@ fn cache_commands_and_offline_builds() {
     env();
     let s = Scratch::new();
     let out = s.out();
-    ok(&s.osbuild(&["build", "--dir", out.to_str().unwrap(), &hello()]));
-    let cache = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_osbuild"))
-            .arg("cache")
-            .args(args)
-            .arg("--cache")
-            .arg(s.cache())
-            .output()
-            .unwrap()
-    };
+    let out_dir = out.to_str().unwrap();
+    let hello = hello();
+    ok(&s.osbuild(&["build", "--dir", out_dir, &hello]));
+    let cache = |args: &[&str]| osbuild_in(&s.cache(), &[&["cache"], args].concat());
     let ls = ok(&cache(&["ls"]));
     assert!(
         ls.contains("docker.io/osbuild/kernel:6.1-debian\tsha256:"),
@@ -533,76 +527,57 @@ fn cache_commands_and_offline_builds() {
     );
     assert!(ls.contains("docker.io/osbuild/busybox-init:1"), "{ls}");
     // Offline: the same build works from the cache alone, even with the mirror unreachable.
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args([
-            "build",
-            "--offline",
-            "--name",
-            "offline",
-            "--dir",
-            out.to_str().unwrap(),
-            &hello(),
-        ])
-        .arg("--cache")
-        .arg(s.cache())
-        .arg("--mirror")
-        .arg("docker.io=http://127.0.0.1:9")
-        .output()
-        .unwrap();
-    ok(&o);
+    let unreachable = ["--mirror", "docker.io=http://127.0.0.1:9"];
+    let offline = [
+        "build",
+        "--offline",
+        "--name",
+        "offline",
+        "--dir",
+        out_dir,
+        &hello,
+    ];
+    ok(&osbuild_in(
+        &s.cache(),
+        &[&offline[..], &unreachable].concat(),
+    ));
     assert_eq!(
         sha256(&out.join("offline-initrd.img")),
         sha256(&out.join("hello-initrd.img"))
     );
     // Export, then import into an empty cache and build offline from it.
     let tarball = s.dir.path().join("init.tar");
-    ok(&cache(&[
-        "export",
-        "osbuild/busybox-init:1",
-        tarball.to_str().unwrap(),
-    ]));
+    let tarball_arg = tarball.to_str().unwrap();
+    ok(&cache(&["export", "osbuild/busybox-init:1", tarball_arg]));
     let listing = sh(Command::new("tar").arg("-tf").arg(&tarball));
-    assert!(
-        listing.contains("index.json")
-            && listing.contains("oci-layout")
-            && listing.contains("blobs/sha256/")
-    );
+    for want in ["index.json", "oci-layout", "blobs/sha256/"] {
+        assert!(listing.contains(want), "{want} missing from\n{listing}");
+    }
     let other = Scratch::new();
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args(["cache", "import", tarball.to_str().unwrap(), "--cache"])
-        .arg(other.cache())
-        .output()
-        .unwrap();
-    ok(&o);
+    ok(&osbuild_in(
+        &other.cache(),
+        &["cache", "import", tarball_arg],
+    ));
     let spec = other.spec("init-only.yml", "init:\n  - osbuild/busybox-init:1\n");
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args([
+    let other_out = other.out();
+    let other_dir = other_out.to_str().unwrap();
+    ok(&osbuild_in(
+        &other.cache(),
+        &[
             "build",
             "--offline",
             "-f",
             "tar",
             "--dir",
-            other.out().to_str().unwrap(),
+            other_dir,
             spec.to_str().unwrap(),
-        ])
-        .arg("--cache")
-        .arg(other.cache())
-        .output()
-        .unwrap();
-    ok(&o);
+        ],
+    ));
     // Offline with an image the cache lacks names it.
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args([
-            "build",
-            "--offline",
-            "--dir",
-            other.out().to_str().unwrap(),
-            &hello(),
-        ])
-        .arg("--cache")
-        .arg(other.cache())
-        .output()
-        .unwrap();
+    let o = osbuild_in(
+        &other.cache(),
+        &["build", "--offline", "--dir", other_dir, &hello],
+    );
     assert_eq!(o.status.code(), Some(4));
     assert!(
         stderr(&o).contains("docker.io/osbuild/kernel:6.1-debian: not in the cache"),
@@ -643,23 +618,17 @@ fn pull_rechecks_a_cached_tag() {
     let spec = s.spec("m.yml", &format!("init:\n  - {image}\n"));
     let out = s.out();
     let build = |name: &str, extra: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-            .args([
-                "build",
-                "-f",
-                "tar",
-                "--name",
-                name,
-                "--dir",
-                out.to_str().unwrap(),
-                spec.to_str().unwrap(),
-                "--cache",
-            ])
-            .arg(s.cache())
-            .args(extra)
-            .output()
-            .unwrap();
-        ok(&o);
+        let args = [
+            "build",
+            "-f",
+            "tar",
+            "--name",
+            name,
+            "--dir",
+            out.to_str().unwrap(),
+            spec.to_str().unwrap(),
+        ];
+        ok(&osbuild_in(&s.cache(), &[&args[..], extra].concat()));
         sh(Command::new("tar")
             .arg("-xOf")
             .arg(out.join(format!("{name}.tar")))

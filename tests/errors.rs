@@ -3,14 +3,14 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use osbuild::image::Arch;
 use osbuild::image::layout::ImageSpec;
 use osbuild_testenv::fixtures::Pusher;
 use osbuild_testenv::registry::Registry;
 use osbuild_testenv::trees;
-use support::{Scratch, env, ok, repo, stderr};
+use support::{Scratch, env, ok, osbuild_in, repo, stderr};
 
 /// The error line of a failed run; asserts there is exactly one line and the exit code.
 fn failure(o: &Output, code: i32) -> String {
@@ -95,17 +95,16 @@ fn registry_down_is_reported_after_retries() {
         "down.yml",
         &format!("init:\n  - {addr}/osbuild/busybox:1\n"),
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args([
+    let out = s.out();
+    let o = osbuild_in(
+        &s.cache(),
+        &[
             "build",
             "--dir",
-            s.out().to_str().unwrap(),
+            out.to_str().unwrap(),
             spec.to_str().unwrap(),
-            "--cache",
-        ])
-        .arg(s.cache())
-        .output()
-        .unwrap();
+        ],
+    );
     let e = failure(&o, 4);
     assert!(
         e.contains(&format!("registry {addr} failed after 4 attempts")),

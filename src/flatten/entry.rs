@@ -9,6 +9,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use tar::EntryType;
 
 use super::FlattenError;
+use super::pax::{ReadAt, read_pax};
 use crate::tree::{Meta, TreePath};
 
 /// What a layer entry does.
@@ -51,9 +52,12 @@ pub(super) struct LayerEntry {
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
-/// Every entry of the tar read from `reader`; `layer` names it in errors.
+/// Every entry of the tar read from `reader`; `layer` names it in errors. `read_at` reads the
+/// same tar by offset, for the PAX records (read by their length prefix: the tar crate splits
+/// them at newlines, which breaks binary values such as `security.capability` xattrs).
 pub(super) fn read_entries<R: Read + Seek>(
     reader: R,
+    read_at: &ReadAt<'_>,
     layer: &str,
 ) -> Result<Vec<LayerEntry>, FlattenError> {
     let read_err = |source| FlattenError::Read {
@@ -62,9 +66,16 @@ pub(super) fn read_entries<R: Read + Seek>(
     };
     let mut archive = tar::Archive::new(reader);
     let mut out = Vec::new();
+    let mut previous_end = 0u64;
     for entry in archive.entries_with_seek().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        let raw_path = entry.path_bytes().into_owned();
+        let entry = entry.map_err(read_err)?;
+        let header_at = entry.raw_header_position();
+        let pax = read_pax(read_at, previous_end, header_at).map_err(read_err)?;
+        previous_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
+        let raw_path = match pax.get(&b"path"[..]) {
+            Some(p) => p.clone(),
+            None => entry.path_bytes().into_owned(),
+        };
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let bad = |reason: String| FlattenError::Entry {
             layer: layer.to_string(),
@@ -88,36 +99,55 @@ pub(super) fn read_entries<R: Read + Seek>(
                 .unwrap_or(i64::MAX),
             xattrs: BTreeMap::new(),
         };
-        if let Some(exts) = entry.pax_extensions().map_err(read_err)? {
-            for ext in exts {
-                let ext = ext.map_err(read_err)?;
-                let Ok(key) = ext.key() else { continue };
-                let value = ext.value_bytes();
-                let number = || {
-                    std::str::from_utf8(value)
-                        .ok()
-                        .map(|v| v.split('.').next().unwrap_or(v))
-                };
-                match key {
-                    "uid" => {
-                        meta.uid = number()
-                            .and_then(|v| v.parse().ok())
-                            .ok_or_else(|| bad("bad PAX uid".into()))?
-                    }
-                    "gid" => {
-                        meta.gid = number()
-                            .and_then(|v| v.parse().ok())
-                            .ok_or_else(|| bad("bad PAX gid".into()))?
-                    }
-                    "mtime" => {
-                        meta.mtime = number()
-                            .and_then(|v| v.parse().ok())
-                            .ok_or_else(|| bad("bad PAX mtime".into()))?
-                    }
-                    _ => {
-                        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                            meta.xattrs.insert(name.to_string(), value.to_vec());
-                        }
+        if let Some(size) = pax.get(&b"size"[..])
+            && std::str::from_utf8(size)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                != Some(entry.size())
+        {
+            return Err(bad("PAX size record the tar reader did not apply".into()));
+        }
+        if pax.keys().any(|k| k.starts_with(b"GNU.sparse.")) {
+            return Err(bad("sparse files are not supported in layers".into()));
+        }
+        let number = |v: &[u8]| -> Option<i64> {
+            let text = std::str::from_utf8(v).ok()?;
+            let whole = text.split('.').next().unwrap_or(text);
+            let n: i64 = whole.parse().ok()?;
+            // Negative fractional times round down.
+            Some(
+                if n < 0
+                    && text.contains('.')
+                    && text
+                        .split('.')
+                        .nth(1)
+                        .is_some_and(|f| f.bytes().any(|b| b != b'0'))
+                {
+                    n - 1
+                } else {
+                    n
+                },
+            )
+        };
+        for (key, value) in &pax {
+            match &key[..] {
+                b"uid" => {
+                    meta.uid = number(value)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| bad("bad PAX uid".into()))?
+                }
+                b"gid" => {
+                    meta.gid = number(value)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| bad("bad PAX gid".into()))?
+                }
+                b"mtime" => {
+                    meta.mtime = number(value).ok_or_else(|| bad("bad PAX mtime".into()))?
+                }
+                _ => {
+                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                        meta.xattrs
+                            .insert(String::from_utf8_lossy(name).into_owned(), value.clone());
                     }
                 }
             }
@@ -159,10 +189,13 @@ pub(super) fn read_entries<R: Read + Seek>(
             },
             EntryType::Directory => EntryKind::Directory,
             EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad("hardlink without a target".into()))?
-                    .into_owned();
+                let target = match pax.get(&b"linkpath"[..]) {
+                    Some(l) => l.clone(),
+                    None => entry
+                        .link_name_bytes()
+                        .ok_or_else(|| bad("hardlink without a target".into()))?
+                        .into_owned(),
+                };
                 let target = TreePath::parse(OsString::from_vec(target))
                     .map_err(|e| bad(format!("hardlink target: {e}")))?;
                 EntryKind::Hardlink(target)

@@ -5,6 +5,7 @@
 //! uncompressed layer tar.
 
 mod entry;
+mod pax;
 mod window;
 
 use std::fs::File;
@@ -103,7 +104,17 @@ fn apply_inline(
     bytes: &[u8],
 ) -> Result<LayerStats, FlattenError> {
     let name = "inline tarball";
-    let entries = read_entries(window, name)?;
+    let read_at = |offset: u64, buf: &mut [u8]| -> io::Result<()> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|start| bytes.get(start..start + buf.len()))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "past the end of the tarball")
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    };
+    let entries = read_entries(window, &read_at, name)?;
     apply_entries(tree, entries, name, &|offset, len| {
         let start = usize::try_from(offset)
             .unwrap_or(usize::MAX)
@@ -122,7 +133,13 @@ fn apply<R: io::Read + io::Seek>(
     base: u64,
     name: &str,
 ) -> Result<LayerStats, FlattenError> {
-    let entries = read_entries(window, name)?;
+    use std::os::unix::fs::FileExt;
+    let file = File::open(blob.path()).map_err(|source| FlattenError::Read {
+        layer: name.to_string(),
+        source,
+    })?;
+    let read_at = |offset: u64, buf: &mut [u8]| file.read_exact_at(buf, base + offset);
+    let entries = read_entries(window, &read_at, name)?;
     apply_entries(tree, entries, name, &|offset, len| Content::Extent {
         file: blob.clone(),
         offset: base + offset,

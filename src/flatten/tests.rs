@@ -346,3 +346,24 @@ fn header(name: &str, typeflag: u8, size: usize, link: &str) -> [u8; 512] {
     b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     b
 }
+
+#[test]
+fn binary_xattrs_with_newlines_do_not_break_later_pax_records() {
+    let mut leaf = Leaf {
+        meta: Meta::root(0o755, 0),
+        kind: LeafKind::File(Content::inline(b"ping".to_vec())),
+    };
+    leaf.meta
+        .xattrs
+        .insert("security.capability".into(), b"\x01\x00\n\x02\n".to_vec());
+    leaf.meta.xattrs.insert("user.after".into(), b"ok".to_vec());
+    leaf.meta.mtime = -1; // a PAX mtime record too
+    let mut layers = Layers::new();
+    layers.add(&[("bin/ping", Inode::Leaf(Arc::new(leaf.clone())))]);
+    let t = layers.flatten().unwrap();
+    let Some(Inode::Leaf(back)) = t.get(&TreePath::parse("bin/ping").unwrap()) else {
+        panic!()
+    };
+    assert_eq!(back.meta.xattrs, leaf.meta.xattrs);
+    assert_eq!(back.meta.mtime, -1);
+}

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::{OutputError, copy_content};
-use crate::tree::{Directory, Inode, Leaf, LeafKind, Meta, Tree, TreePath, WalkEntry};
+use crate::tree::{Directory, Inode, Leaf, LeafKind, Meta, Tree, WalkEntry};
 
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
@@ -21,13 +21,7 @@ const S_IFBLK: u32 = 0o060000;
 const S_IFIFO: u32 = 0o010000;
 
 /// How a cpio archive is written.
-#[derive(Clone, Default)]
-pub struct CpioOptions<'a> {
-    /// Later mtimes become this one (`SOURCE_DATE_EPOCH`).
-    pub mtime_clamp: Option<i64>,
-    /// Keep only the entries for which this returns true.
-    pub filter: Option<&'a dyn Fn(&TreePath) -> bool>,
-}
+pub type CpioOptions<'a> = super::ArchiveOptions<'a>;
 
 /// What was written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,7 +76,7 @@ pub fn write_cpio<W: Write>(
         let path = match &entry {
             WalkEntry::Directory { path, .. } | WalkEntry::Leaf { path, .. } => *path,
         };
-        if path.is_root() || opts.filter.is_some_and(|keep| !keep(path)) {
+        if !opts.keeps(path) {
             return Ok(());
         }
         let name = path.to_bytes();
@@ -171,7 +165,7 @@ fn count_names(tree: &Tree, opts: &CpioOptions<'_>) -> HashMap<*const Leaf, Grou
     let _ = tree.walk::<()>(|entry| {
         if let WalkEntry::Leaf { path, leaf } = entry
             && Arc::strong_count(leaf) > 1
-            && opts.filter.is_none_or(|keep| keep(path))
+            && opts.keeps(path)
         {
             *counts.entry(Arc::as_ptr(leaf)).or_default() += 1;
         }
@@ -305,10 +299,7 @@ fn write_header<W: Write>(
             f.size
         ))
     })?;
-    let mtime = match opts.mtime_clamp {
-        Some(clamp) if meta.mtime > clamp => clamp,
-        _ => meta.mtime,
-    };
+    let mtime = opts.mtime(meta.mtime);
     let mtime = u32::try_from(mtime).map_err(|_| {
         unrepresentable(format!(
             "mtime {mtime} is outside the range newc cpio can hold"
@@ -351,6 +342,7 @@ fn write_header<W: Write>(
 mod tests {
     use super::*;
     use crate::tree::Content;
+    use crate::tree::TreePath;
 
     fn parse(archive: &[u8]) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
         let mut out = Vec::new();

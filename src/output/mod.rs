@@ -9,7 +9,31 @@ pub mod tar;
 
 use std::io::{self, Read, Write};
 
-use crate::tree::Content;
+use crate::tree::{Content, TreePath};
+
+/// How an archive (cpio or tar) is written.
+#[derive(Clone, Copy, Default)]
+pub struct ArchiveOptions<'a> {
+    /// Later mtimes become this one (`SOURCE_DATE_EPOCH`).
+    pub mtime_clamp: Option<i64>,
+    /// Keep only the entries for which this returns true (directories included).
+    pub filter: Option<&'a dyn Fn(&TreePath) -> bool>,
+}
+
+impl ArchiveOptions<'_> {
+    /// The mtime written for an entry whose mtime is `mtime`.
+    pub fn mtime(&self, mtime: i64) -> i64 {
+        match self.mtime_clamp {
+            Some(clamp) if mtime > clamp => clamp,
+            _ => mtime,
+        }
+    }
+
+    /// Whether the entry at `path` is written (the root never is).
+    pub fn keeps(&self, path: &TreePath) -> bool {
+        !path.is_root() && self.filter.is_none_or(|keep| keep(path))
+    }
+}
 
 /// Why an output could not be written.
 #[derive(Debug, thiserror::Error)]

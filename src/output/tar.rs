@@ -6,18 +6,12 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::{OutputError, copy_content};
-use crate::tree::{Leaf, LeafKind, Meta, Tree, TreePath, WalkEntry};
+use crate::tree::{Leaf, LeafKind, Meta, Tree, WalkEntry};
 
 const BLOCK: usize = 512;
 
 /// How a tar archive is written.
-#[derive(Clone, Default)]
-pub struct TarOptions<'a> {
-    /// Later mtimes become this one (`SOURCE_DATE_EPOCH`).
-    pub mtime_clamp: Option<i64>,
-    /// Keep only the entries for which this returns true (directories included).
-    pub filter: Option<&'a dyn Fn(&TreePath) -> bool>,
-}
+pub type TarOptions<'a> = super::ArchiveOptions<'a>;
 
 /// What was written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,7 +45,7 @@ pub fn write_tar<W: Write>(
         let path = match &entry {
             WalkEntry::Directory { path, .. } | WalkEntry::Leaf { path, .. } => *path,
         };
-        if path.is_root() || opts.filter.is_some_and(|keep| !keep(path)) {
+        if !opts.keeps(path) {
             return Ok(());
         }
         let name = path.to_bytes();
@@ -249,10 +243,7 @@ fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
 }
 
 fn write_header<W: Write>(out: &mut W, h: &Header<'_>, opts: &TarOptions<'_>) -> io::Result<()> {
-    let mtime = match opts.mtime_clamp {
-        Some(clamp) if h.meta.mtime > clamp => clamp,
-        _ => h.meta.mtime,
-    };
+    let mtime = opts.mtime(h.meta.mtime);
     let mut pax = Vec::new();
     if h.path.len() > 100 {
         pax_record(&mut pax, "path", &h.path);
@@ -343,6 +334,7 @@ fn header_block(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::TreePath;
     use crate::tree::{Content, Directory, Inode};
     use std::io::Read;
 

@@ -72,6 +72,17 @@ impl Scratch {
     }
 }
 
+/// `osbuild ARGS --cache CACHE` with nothing else added: for other registries and offline runs.
+pub fn osbuild_in(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(args)
+        .arg("--cache")
+        .arg(cache)
+        .env("CI", "true")
+        .output()
+        .expect("run osbuild")
+}
+
 /// stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
