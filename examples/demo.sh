@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 .ci/install-deps
 cargo build --release --locked -p osbuild -p osbuild-testenv
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 trap 'kill "$registry_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin/osbuild-testenv" serve --ready-file "$work/registry" >/dev/null &

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v /usr/bin/time >/dev/null || { apt-get install -y -q time >/dev/null; }
 cargo build --release --locked -q -p osbuild -p osbuild-testenv
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin/osbuild-testenv" serve --all-modules --redis --ready-file "$work/addr" >/dev/null 2>"$work/serve.log" &
