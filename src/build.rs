@@ -262,7 +262,14 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
     }
 
     let mtime = opts.source_date_epoch.unwrap_or(DEFAULT_MTIME);
-    let plan = plan(&loaded, &pinned_spec, &images)?;
+    let plan = plan(
+        &loaded,
+        &pinned_spec,
+        &images,
+        puller.cache(),
+        mtime,
+        opts.arch,
+    )?;
     let tree = assemble(&plan, &trees, mtime)?;
     drop(trees);
     drop(by_digest);
@@ -326,6 +333,9 @@ fn plan(
     loaded: &LoadedSpec,
     pinned: &crate::spec::Spec,
     images: &BTreeMap<String, PulledImage>,
+    cache: &Cache,
+    mtime: i64,
+    arch: Arch,
 ) -> Result<RootfsPlan, BuildError> {
     let s = &loaded.spec;
     let mut plan = RootfsPlan::default();
@@ -350,16 +360,46 @@ fn plan(
     }
     plan.init = s.init.iter().map(|i| i.value.clone()).collect();
     let mut volumes = BTreeMap::new();
-    for v in &s.volumes {
+    for (i, v) in s.volumes.iter().enumerate() {
         volumes.insert(
             v.name.value.clone(),
             VolumeInfo {
                 readonly: v.readonly,
             },
         );
+        let oci = v.format.as_ref().is_some_and(|f| f.value == "oci");
+        let oci_layout = match (&v.image, oci) {
+            (Some(image), true) => {
+                if let Some(other) = v
+                    .platforms
+                    .iter()
+                    .find(|p| p.as_str() != format!("linux/{arch}"))
+                {
+                    return Err(spec_error(
+                        loaded,
+                        v.file,
+                        image,
+                        format!("volumes[{i}].platforms"),
+                        format!(
+                            "only the build's platform linux/{arch} can be placed in an oci volume, not {other}"
+                        ),
+                    ));
+                }
+                let pulled = images.get(&image.value).ok_or_else(|| {
+                    BuildError::Internal(format!("image {} was not pulled", image.value))
+                })?;
+                Some(crate::image::archive::layout_tree(
+                    cache,
+                    &pulled.pinned,
+                    mtime,
+                )?)
+            }
+            _ => None,
+        };
         plan.volumes.push(VolumePlan {
             name: v.name.value.clone(),
             image: v.image.as_ref().map(|i| i.value.clone()),
+            oci_layout,
         });
     }
     let sections = [

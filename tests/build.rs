@@ -647,3 +647,67 @@ fn pull_rechecks_a_cached_tag() {
         "--pull asks the registry again"
     );
 }
+
+#[test]
+fn volumes_are_laid_out_and_bound_by_name() {
+    env();
+    let s = Scratch::new();
+    let spec = s.spec(
+        "vol.yml",
+        "volumes:\n  - name: data\n    image: osbuild/busybox-init:1\n  - name: layout\n    image: osbuild/multiarch:1\n    format: oci\n  - name: empty\n    readonly: true\nservices:\n  - name: app\n    image: osbuild/busybox:1\n    binds:\n      - data:/data\n      - empty:/empty:ro\n",
+    );
+    let out = s.out();
+    ok(&s.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        out.to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]));
+    let listing = sh(Command::new("tar").arg("-tf").arg(out.join("vol.tar")));
+    for want in [
+        "containers/volumes/data/lower/init",
+        "containers/volumes/data/tmp/",
+        "containers/volumes/data/merged/",
+        "containers/volumes/layout/lower/oci-layout",
+        "containers/volumes/layout/lower/index.json",
+        "containers/volumes/empty/merged/",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == want),
+            "{want} missing from\n{listing}"
+        );
+    }
+    let blobs = listing
+        .lines()
+        .filter(|l| {
+            l.starts_with("containers/volumes/layout/lower/blobs/sha256/") && !l.ends_with('/')
+        })
+        .count();
+    assert!(blobs >= 4, "index, manifest, config and layer: {blobs}");
+    let config = sh(Command::new("tar")
+        .arg("-xOf")
+        .arg(out.join("vol.tar"))
+        .arg("containers/services/app/config.json"));
+    let v: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let mounts = v["mounts"].as_array().unwrap();
+    let data = mounts.iter().find(|m| m["destination"] == "/data").unwrap();
+    assert_eq!(data["source"], "/containers/volumes/data/merged");
+    // A read-only volume bound read-write is refused.
+    let bad = s.spec("bad.yml", "volumes:\n  - name: ro\n    readonly: true\nservices:\n  - name: app\n    image: osbuild/busybox:1\n    binds: [\"ro:/ro\"]\n");
+    let o = s.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        out.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("volume \"ro\" is read-only but is mounted read-write"),
+        "{}",
+        stderr(&o)
+    );
+}

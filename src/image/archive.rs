@@ -147,8 +147,11 @@ fn blobs_of(
     Ok(())
 }
 
-/// Write the cached image `reference` as an OCI layout tarball at `dest`.
-pub fn export(cache: &Cache, reference: &Reference, dest: &Path) -> Result<(), ImageError> {
+/// The cached image `reference` as an OCI image layout tree (`oci-layout`, `index.json`,
+/// `blobs/sha256/...`, bodies left in the cache): for `export` and for `format: oci` volumes.
+/// `mtime` is the time of its entries.
+pub fn layout_tree(cache: &Cache, reference: &Reference, mtime: i64) -> Result<Tree, ImageError> {
+    let dest = cache.root();
     let name = reference.to_string();
     let desc: Descriptor = match &reference.digest {
         Some(d) => {
@@ -177,11 +180,11 @@ pub fn export(cache: &Cache, reference: &Reference, dest: &Path) -> Result<(), I
     annotations.insert(REF_NAME.to_string(), name.clone());
     tagged.set_annotations(Some(annotations));
     let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [tagged]});
-    let mut tree = Tree::new(0);
-    let meta = Meta::root(0o755, 0);
+    let mut tree = Tree::new(mtime);
+    let meta = Meta::root(0o755, mtime);
     let file = |content: Content| {
         Inode::Leaf(Arc::new(Leaf {
-            meta: Meta::root(0o644, 0),
+            meta: Meta::root(0o644, mtime),
             kind: LeafKind::File(content),
         }))
     };
@@ -221,6 +224,12 @@ pub fn export(cache: &Cache, reference: &Reference, dest: &Path) -> Result<(), I
             }),
         )?;
     }
+    Ok(tree)
+}
+
+/// Write the cached image `reference` as an OCI layout tarball at `dest`.
+pub fn export(cache: &Cache, reference: &Reference, dest: &Path) -> Result<(), ImageError> {
+    let tree = layout_tree(cache, reference, 0)?;
     let mut staged = crate::output::atomic::StagedOutputs::new();
     let out = staged.create(dest).map_err(|e| archive_err(dest, e))?;
     let mut out = BufWriter::new(out);

@@ -108,13 +108,14 @@ pub fn assemble(plan: &RootfsPlan, images: &ImageTrees, mtime: i64) -> Result<Tr
             location: format!("volumes/{}", volume.name),
             source,
         };
-        let lower = match &volume.image {
-            Some(key) => {
+        let lower = match (&volume.oci_layout, &volume.image) {
+            (Some(layout), _) => layout.root.clone(),
+            (None, Some(key)) => {
                 let mut tree = image(key)?.clone();
                 fix_image(&mut tree.root, Resolv::Symlink, mtime);
                 tree.root
             }
-            None => Directory::new(dir_meta.clone()),
+            (None, None) => Directory::new(dir_meta.clone()),
         };
         put(
             &mut root,
@@ -428,6 +429,7 @@ mod tests {
             volumes: vec![VolumePlan {
                 name: "data".into(),
                 image: None,
+                oci_layout: None,
             }],
             bundles: vec![
                 bundle(Section::Onboot, 0, "setup", "svc:1", true),

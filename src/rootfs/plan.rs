@@ -85,6 +85,9 @@ pub struct VolumePlan {
     pub name: String,
     /// The image filling `lower/`, if any.
     pub image: Option<ImageKey>,
+    /// For `format: oci`, the OCI image layout to place in `lower/` instead of the image's
+    /// filesystem.
+    pub oci_layout: Option<crate::tree::Tree>,
 }
 
 /// What a `files:` entry makes.
