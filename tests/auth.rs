@@ -3,11 +3,8 @@
 mod support;
 
 use base64::Engine;
-use osbuild::image::Arch;
-use osbuild::image::layout::ImageSpec;
 use osbuild_testenv::fixtures::Pusher;
 use osbuild_testenv::registry::{BasicAuth, Registry};
-use osbuild_testenv::trees;
 use support::{Scratch, ok, osbuild_in, stderr};
 
 #[test]
@@ -30,18 +27,7 @@ fn credentials_from_docker_config_open_a_protected_registry() {
     )
     .unwrap();
     let pusher = Pusher::with_credentials(&registry.addr(), Some(&config)).unwrap();
-    let tree = trees::busybox_init().unwrap();
-    let image = pusher
-        .push(
-            "private/init:1",
-            &ImageSpec {
-                layers: vec![&tree],
-                cmd: vec!["/init".into()],
-                ..ImageSpec::default()
-            },
-            Arch::Amd64,
-        )
-        .unwrap();
+    let image = pusher.push_init("private/init:1").unwrap();
     let spec = s.spec("p.yml", &format!("init:\n  - {image}\n"));
     let out = s.out();
     let run = |extra: &[&str]| {

@@ -5,11 +5,8 @@ mod support;
 
 use std::process::Output;
 
-use osbuild::image::Arch;
-use osbuild::image::layout::ImageSpec;
 use osbuild_testenv::fixtures::Pusher;
 use osbuild_testenv::registry::Registry;
-use osbuild_testenv::trees;
 use support::{Scratch, env, ok, osbuild_in, repo, stderr};
 
 /// The error line of a failed run; asserts there is exactly one line and the exit code.
@@ -181,18 +178,7 @@ fn package_references_are_reported_until_packages_can_be_built() {
 fn own_registry() -> (Registry, String) {
     let registry = Registry::start().unwrap();
     let pusher = Pusher::new(&registry.addr()).unwrap();
-    let tree = trees::busybox_init().unwrap();
-    let r = pusher
-        .push(
-            "osbuild/tamper:1",
-            &ImageSpec {
-                layers: vec![&tree],
-                cmd: vec!["/init".into()],
-                ..ImageSpec::default()
-            },
-            Arch::Amd64,
-        )
-        .unwrap();
+    let r = pusher.push_init("osbuild/tamper:1").unwrap();
     (registry, r.to_string())
 }
 

@@ -91,6 +91,15 @@ fn layer_tree(ops: &[Op]) -> Tree {
     t
 }
 
+/// How a leaf shows in the model.
+fn describe(leaf: &Leaf) -> String {
+    match &leaf.kind {
+        LeafKind::File(c) => format!("file {:o} {:?}", leaf.meta.mode, c.read_to_vec().unwrap()),
+        LeafKind::Symlink(t) => format!("link {}", t.to_string_lossy()),
+        other => format!("{other:?}"),
+    }
+}
+
 /// The model: a map from path to a description; applies one layer's tree with OCI rules.
 fn model_apply(model: &mut BTreeMap<String, String>, layer: &Tree) {
     let mut entries = Vec::new();
@@ -99,16 +108,9 @@ fn model_apply(model: &mut BTreeMap<String, String>, layer: &Tree) {
             osbuild::tree::WalkEntry::Directory { path, dir } if !path.is_root() => {
                 entries.push((path.to_string(), format!("dir {:o}", dir.meta.mode)))
             }
-            osbuild::tree::WalkEntry::Leaf { path, leaf } => entries.push((
-                path.to_string(),
-                match &leaf.kind {
-                    LeafKind::File(c) => {
-                        format!("file {:o} {:?}", leaf.meta.mode, c.read_to_vec().unwrap())
-                    }
-                    LeafKind::Symlink(t) => format!("link {}", t.to_string_lossy()),
-                    other => format!("{other:?}"),
-                },
-            )),
+            osbuild::tree::WalkEntry::Leaf { path, leaf } => {
+                entries.push((path.to_string(), describe(leaf)))
+            }
             _ => {}
         }
         Ok(())
@@ -164,16 +166,7 @@ fn tree_as_model(t: &Tree) -> BTreeMap<String, String> {
                 m.insert(path.to_string(), format!("dir {:o}", dir.meta.mode));
             }
             osbuild::tree::WalkEntry::Leaf { path, leaf } => {
-                m.insert(
-                    path.to_string(),
-                    match &leaf.kind {
-                        LeafKind::File(c) => {
-                            format!("file {:o} {:?}", leaf.meta.mode, c.read_to_vec().unwrap())
-                        }
-                        LeafKind::Symlink(t) => format!("link {}", t.to_string_lossy()),
-                        other => format!("{other:?}"),
-                    },
-                );
+                m.insert(path.to_string(), describe(leaf));
             }
             _ => {}
         }

@@ -90,6 +90,17 @@ impl Pusher {
         Ok(target)
     }
 
+    /// Push the busybox init image (amd64) under `name`.
+    pub fn push_init(&self, name: &str) -> Result<Reference> {
+        let tree = trees::busybox_init()?;
+        let spec = ImageSpec {
+            layers: vec![&tree],
+            cmd: vec!["/init".into()],
+            ..ImageSpec::default()
+        };
+        self.push(name, &spec, Arch::Amd64)
+    }
+
     /// Build and push a multi-platform index.
     pub fn push_index(&self, name: &str, images: &[(Arch, ImageSpec<'_>)]) -> Result<Reference> {
         let mut manifests = Vec::new();
