@@ -29,6 +29,53 @@ pub enum Command {
     /// Look after the local image cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Boot what `osbuild build` wrote.
+    #[command(subcommand)]
+    Run(RunCommand),
+}
+
+/// `osbuild run ...`.
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Boot NAME-kernel, NAME-initrd.img and NAME-cmdline under QEMU.
+    Qemu(QemuArgs),
+}
+
+/// `osbuild run qemu`.
+#[derive(Debug, Args)]
+pub struct QemuArgs {
+    /// The outputs' path prefix, as given to `build` with --dir and --name (e.g. `out/hello`).
+    pub name: std::path::PathBuf,
+    /// Guest architecture: amd64, arm64 or s390x (default: the host's).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub mem: u32,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// A disk: PATH[,size=1G][,format=qcow2] (created when missing and a size is given; repeatable).
+    #[arg(long, value_name = "DISK")]
+    pub disk: Vec<String>,
+    /// Forward 127.0.0.1:HOST to the guest's GUEST port: HOST:GUEST[/tcp|/udp] (repeatable).
+    #[arg(long, value_name = "HOST:GUEST")]
+    pub publish: Vec<String>,
+    /// Boot through UEFI firmware (OVMF on x86_64, AAVMF on arm64).
+    #[arg(long)]
+    pub uefi: bool,
+    /// Acceleration: auto (KVM only when the CPU shows vmx/svm), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: String,
+    /// Run in the background; the state directory holds qemu.pid and console.log.
+    #[arg(long)]
+    pub detached: bool,
+    /// State directory for --detached (default: NAME-state).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<std::path::PathBuf>,
+    /// No network card.
+    #[arg(long)]
+    pub no_network: bool,
 }
 
 /// Registry and cache options shared by the commands that pull.

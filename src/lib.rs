@@ -5,7 +5,8 @@
 //! [`spec`] (read, merge and validate the YAML) -> [`image`] (references, registry, cache) ->
 //! [`flatten`] (layers into a [`tree::Tree`]) -> [`rootfs`] (lay out kernel, init and container
 //! bundles with their OCI runtime configs) -> [`output`] (cpio, tar and the formats built on
-//! them). [`build`] drives that flow for one build; the binary is a thin CLI over it.
+//! them). [`build`] drives that flow for one build; [`run`] boots its outputs; the binary is a
+//! thin CLI over them.
 
 pub mod build;
 pub mod flatten;
@@ -13,5 +14,6 @@ pub mod image;
 pub mod output;
 pub mod progress;
 pub mod rootfs;
+pub mod run;
 pub mod spec;
 pub mod tree;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
-use cli::{BuildArgs, CacheCommand, Cli, Command, InspectArgs, RegistryArgs};
+use cli::{BuildArgs, CacheCommand, Cli, Command, InspectArgs, QemuArgs, RegistryArgs, RunCommand};
 use osbuild::build::{BuildError, BuildOptions};
 use osbuild::image::{Arch, Cache, PullPolicy, Puller, Reference, RegistryOptions};
 use osbuild::progress::{Mode, Reporter, human_bytes};
@@ -213,6 +213,59 @@ fn cache_command(cmd: &CacheCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
+    use osbuild::run::qemu::{QemuConfig, start};
+    let base = args.name.display().to_string();
+    let file = |suffix: &str| std::path::PathBuf::from(format!("{base}{suffix}"));
+    let cmdline = std::fs::read_to_string(file("-cmdline")).unwrap_or_default();
+    let (console_log, pidfile) = if args.detached {
+        let state = args.state.clone().unwrap_or_else(|| file("-state"));
+        std::fs::create_dir_all(&state)
+            .with_context(|| format!("{}: creating the state directory", state.display()))?;
+        (
+            Some(state.join("console.log")),
+            Some(state.join("qemu.pid")),
+        )
+    } else {
+        (None, None)
+    };
+    let cfg = QemuConfig {
+        arch: parse_arch(&args.arch)?,
+        mem_mib: args.mem,
+        cpus: args.cpus,
+        kernel: file("-kernel"),
+        initrd: file("-initrd.img"),
+        cmdline: cmdline.trim().to_string(),
+        disks: args
+            .disk
+            .iter()
+            .map(|d| d.parse().map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?,
+        publish: args
+            .publish
+            .iter()
+            .map(|p| p.parse().map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?,
+        uefi: args.uefi,
+        accel: args
+            .accel
+            .parse()
+            .map_err(|e: String| anyhow!("--accel: {e}"))?,
+        network: !args.no_network,
+        console_log: console_log.clone(),
+        pidfile: pidfile.clone(),
+    };
+    start(&cfg)?;
+    if let (Some(log), Some(pid)) = (console_log, pidfile) {
+        eprintln!(
+            "started; pid in {}, console in {}",
+            pid.display(),
+            log.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Ctrl-C or a termination signal: remove half-written outputs before leaving.
@@ -225,6 +278,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build(args, &reporter),
         Command::Inspect(args) => inspect(args, &reporter),
         Command::Cache(cmd) => cache_command(cmd),
+        Command::Run(RunCommand::Qemu(args)) => run_qemu(args),
     };
     match result {
         Ok(code) => code,

@@ -25,7 +25,7 @@ use crate::registry::Registry;
 use crate::trees;
 
 /// The kernel modules of the small kernel fixture (virtio networking and block, for QEMU).
-pub const TEST_MODULES: [&str; 3] = ["virtio_net", "virtio_blk", "virtio_rng"];
+pub const TEST_MODULES: [&str; 4] = ["virtio_pci", "virtio_net", "virtio_blk", "virtio_rng"];
 
 /// The LinuxKit label of the busybox fixture.
 pub const BUSYBOX_LABEL: &str =

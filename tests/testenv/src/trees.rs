@@ -16,10 +16,10 @@ pub const MTIME: i64 = 1_700_000_000;
 pub const INIT_MARKER: &str = "osbuild-init: hello";
 
 /// The busybox applets linked in `/bin` of the fixture images.
-const APPLETS: [&str; 24] = [
+const APPLETS: [&str; 27] = [
     "sh", "cat", "echo", "ls", "mount", "umount", "uname", "poweroff", "reboot", "sleep", "mkdir",
     "httpd", "wc", "grep", "id", "hostname", "ip", "ifconfig", "nc", "sync", "head", "find",
-    "test", "[",
+    "test", "[", "modprobe", "insmod", "wget",
 ];
 
 /// The init script of the `busybox-init` fixture: mounts the API filesystems, reports what the

@@ -1,0 +1,3 @@
+//! Running what a build wrote: `osbuild run qemu`.
+
+pub mod qemu;

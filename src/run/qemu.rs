@@ -1,0 +1,605 @@
+//! `osbuild run qemu NAME`: boot what `osbuild build` wrote (NAME-kernel, NAME-initrd.img,
+//! NAME-cmdline) with the machine, console and network device right for the architecture,
+//! KVM only where the CPU offers it, user networking with port forwards, disks and UEFI.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+
+use crate::image::Arch;
+
+/// Why a machine could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A boot file is missing.
+    #[error("{path}: {reason}")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A host tool or firmware is not installed.
+    #[error("{what} is not installed: apt-get install {package}")]
+    NotInstalled {
+        /// The program or firmware file.
+        what: String,
+        /// The Debian package that provides it.
+        package: String,
+    },
+    /// An option is malformed.
+    #[error("{0}")]
+    Usage(String),
+    /// Starting QEMU or a helper failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Hardware acceleration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM when the CPU has vmx/svm, `/dev/kvm` exists and the guest is the host's arch.
+    Auto,
+    /// KVM.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+impl FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Accel::Auto),
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            other => Err(format!(
+                "unknown accelerator {other:?}: use auto, kvm or tcg"
+            )),
+        }
+    }
+}
+
+/// A port forward from the host's loopback to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish {
+    /// Host port (on 127.0.0.1).
+    pub host: u16,
+    /// Guest port.
+    pub guest: u16,
+    /// UDP instead of TCP.
+    pub udp: bool,
+}
+
+impl FromStr for Publish {
+    type Err = String;
+    /// `host:guest[/tcp|/udp]`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("--publish {s:?}: expected HOST:GUEST[/tcp|/udp], e.g. 6379:6379");
+        let (ports, proto) = match s.split_once('/') {
+            Some((p, proto)) => (p, proto),
+            None => (s, "tcp"),
+        };
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => return Err(bad()),
+        };
+        let (host, guest) = ports.split_once(':').ok_or_else(bad)?;
+        Ok(Publish {
+            host: host.parse().map_err(|_| bad())?,
+            guest: guest.parse().map_err(|_| bad())?,
+            udp,
+        })
+    }
+}
+
+/// A disk attached to the guest (created when missing and a size is given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// Image file.
+    pub path: PathBuf,
+    /// Size for a new image (`qemu-img` syntax: `1G`, `512M`).
+    pub size: Option<String>,
+    /// Image format (default `qcow2` for new images, else detected by QEMU).
+    pub format: Option<String>,
+}
+
+impl FromStr for Disk {
+    type Err = String;
+    /// `path[,size=1G][,format=qcow2]`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.split(',');
+        let path = parts
+            .next()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| format!("--disk {s:?}: no path"))?;
+        let mut disk = Disk {
+            path: PathBuf::from(path),
+            size: None,
+            format: None,
+        };
+        for part in parts {
+            match part.split_once('=') {
+                Some(("size", v)) if !v.is_empty() => disk.size = Some(v.into()),
+                Some(("format", v)) if !v.is_empty() => disk.format = Some(v.into()),
+                _ => {
+                    return Err(format!(
+                        "--disk {s:?}: unknown option {part:?} (size=, format=)"
+                    ));
+                }
+            }
+        }
+        Ok(disk)
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// Guest architecture.
+    pub arch: Arch,
+    /// Memory in MiB.
+    pub mem_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Initrd.
+    pub initrd: PathBuf,
+    /// Kernel command line (the architecture's console is added when none is given).
+    pub cmdline: String,
+    /// Disks.
+    pub disks: Vec<Disk>,
+    /// Port forwards.
+    pub publish: Vec<Publish>,
+    /// Boot through UEFI firmware.
+    pub uefi: bool,
+    /// Acceleration.
+    pub accel: Accel,
+    /// Give the guest a network card (user networking).
+    pub network: bool,
+    /// Where the console goes when detached (else standard input/output).
+    pub console_log: Option<PathBuf>,
+    /// Write QEMU's pid here and run in the background.
+    pub pidfile: Option<PathBuf>,
+}
+
+/// The QEMU program, Debian package, machine arguments and console of an architecture.
+pub struct Machine {
+    /// Program name.
+    pub binary: &'static str,
+    /// Debian package providing it.
+    pub package: &'static str,
+    /// `-M ...` and `-cpu ...`.
+    pub args: &'static [&'static str],
+    /// The serial console device in the guest.
+    pub console: &'static str,
+    /// Network device model.
+    pub nic: &'static str,
+}
+
+/// The machine for `arch`.
+pub fn machine(arch: Arch) -> Machine {
+    match arch {
+        Arch::Amd64 => Machine {
+            binary: "qemu-system-x86_64",
+            package: "qemu-system-x86",
+            args: &["-M", "q35"],
+            console: "ttyS0",
+            nic: "virtio-net-pci",
+        },
+        Arch::Arm64 => Machine {
+            binary: "qemu-system-aarch64",
+            package: "qemu-system-arm",
+            args: &["-M", "virt", "-cpu", "cortex-a57"],
+            console: "ttyAMA0",
+            nic: "virtio-net-pci",
+        },
+        Arch::S390x => Machine {
+            binary: "qemu-system-s390x",
+            package: "qemu-system-s390x",
+            args: &["-M", "s390-ccw-virtio"],
+            console: "ttysclp0",
+            nic: "virtio-net-ccw",
+        },
+    }
+}
+
+/// Whether KVM can run an `arch` guest here: the same architecture, a CPU with vmx or svm
+/// (a `/dev/kvm` without them may be a software hypervisor that never finishes a boot), and
+/// `/dev/kvm`.
+pub fn kvm_usable(arch: Arch, cpuinfo: &str, dev_kvm: bool) -> bool {
+    let flags = cpuinfo.split_whitespace().any(|w| w == "vmx" || w == "svm");
+    arch == Arch::host() && flags && dev_kvm
+}
+
+/// UEFI firmware for `arch`: (code, package).
+fn firmware(arch: Arch) -> Result<(&'static str, &'static str), RunError> {
+    match arch {
+        Arch::Amd64 => Ok(("/usr/share/ovmf/OVMF.fd", "ovmf")),
+        Arch::Arm64 => Ok(("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64")),
+        Arch::S390x => Err(RunError::Usage(
+            "s390x has no UEFI: boot it without --uefi".into(),
+        )),
+    }
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// QEMU's arguments for `cfg`, with `kvm` deciding the accelerator for `Accel::Auto`.
+pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError> {
+    let m = machine(cfg.arch);
+    let mut args: Vec<OsString> = m.args.iter().map(OsString::from).collect();
+    let accel = match cfg.accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "tcg",
+        Accel::Auto if kvm => "kvm",
+        Accel::Auto => "tcg",
+    };
+    let push =
+        |args: &mut Vec<OsString>, items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&mut args, &["-accel", accel]);
+    if accel == "kvm" && cfg.arch == Arch::Arm64 {
+        push(&mut args, &["-cpu", "host"]);
+    }
+    push(
+        &mut args,
+        &[
+            "-m",
+            &cfg.mem_mib.to_string(),
+            "-smp",
+            &cfg.cpus.to_string(),
+        ],
+    );
+    let detached = cfg.console_log.is_some() && cfg.pidfile.is_some();
+    // -nographic puts the console on stdio and cannot be combined with -daemonize.
+    let display = if detached {
+        ["-display", "none"]
+    } else {
+        ["-nographic", ""]
+    };
+    push(&mut args, &display[..if detached { 2 } else { 1 }]);
+    push(&mut args, &["-no-reboot", "-boot", "menu=on,splash-time=0"]);
+    if cfg.uefi {
+        let (code, _) = firmware(cfg.arch)?;
+        if cfg.arch == Arch::Amd64 {
+            push(&mut args, &["-bios", code]);
+        } else {
+            push(
+                &mut args,
+                &[
+                    "-drive",
+                    &format!("if=pflash,format=raw,readonly=on,file={code}"),
+                ],
+            );
+        }
+    }
+    args.push("-kernel".into());
+    args.push(cfg.kernel.clone().into());
+    args.push("-initrd".into());
+    args.push(cfg.initrd.clone().into());
+    let mut cmdline = cfg.cmdline.trim().to_string();
+    if !cmdline
+        .split_whitespace()
+        .any(|w| w.starts_with("console="))
+    {
+        cmdline = format!("{cmdline} console={}", m.console)
+            .trim()
+            .to_string();
+    }
+    push(&mut args, &["-append", &cmdline]);
+    if cfg.network {
+        let mut netdev = "user,id=n0".to_string();
+        for p in &cfg.publish {
+            let proto = if p.udp { "udp" } else { "tcp" };
+            netdev.push_str(&format!(
+                ",hostfwd={proto}:127.0.0.1:{}-:{}",
+                p.host, p.guest
+            ));
+        }
+        push(
+            &mut args,
+            &[
+                "-netdev",
+                &netdev,
+                "-device",
+                &format!("{},netdev=n0", m.nic),
+            ],
+        );
+    } else {
+        push(&mut args, &["-nic", "none"]);
+    }
+    for (i, d) in cfg.disks.iter().enumerate() {
+        let mut drive = format!("file={},if=none,id=disk{i}", d.path.display());
+        if let Some(f) = &d.format {
+            drive.push_str(&format!(",format={f}"));
+        }
+        let device = if cfg.arch == Arch::S390x {
+            "virtio-blk-ccw"
+        } else {
+            "virtio-blk-pci"
+        };
+        push(
+            &mut args,
+            &[
+                "-drive",
+                &drive,
+                "-device",
+                &format!("{device},drive=disk{i}"),
+            ],
+        );
+    }
+    match (&cfg.console_log, &cfg.pidfile) {
+        (Some(log), Some(pid)) => {
+            push(
+                &mut args,
+                &[
+                    "-serial",
+                    &format!("file:{}", log.display()),
+                    "-monitor",
+                    "none",
+                ],
+            );
+            push(
+                &mut args,
+                &["-daemonize", "-pidfile", &pid.display().to_string()],
+            );
+        }
+        _ => push(&mut args, &["-serial", "mon:stdio"]),
+    }
+    Ok(args)
+}
+
+/// Start QEMU. In the foreground the process becomes QEMU (its console on this terminal, its
+/// exit status ours); detached, QEMU daemonizes and this returns once it runs.
+pub fn start(cfg: &QemuConfig) -> Result<(), RunError> {
+    use std::os::unix::process::CommandExt;
+    let qemu = prepare(cfg)?;
+    let kvm = cfg.accel == Accel::Auto
+        && kvm_usable(
+            cfg.arch,
+            &std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
+            Path::new("/dev/kvm").exists(),
+        );
+    let args = arguments(cfg, kvm)?;
+    let mut command = Command::new(&qemu);
+    command.args(&args);
+    if cfg.pidfile.is_some() {
+        let status = command.status().map_err(|source| RunError::Io {
+            what: qemu.display().to_string(),
+            source,
+        })?;
+        if !status.success() {
+            return Err(RunError::Usage(format!(
+                "{} failed to start ({status})",
+                qemu.display()
+            )));
+        }
+        return Ok(());
+    }
+    let source = command.exec();
+    Err(RunError::Io {
+        what: qemu.display().to_string(),
+        source,
+    })
+}
+
+/// Check that the files, QEMU and any firmware are there, and create missing disks.
+pub fn prepare(cfg: &QemuConfig) -> Result<PathBuf, RunError> {
+    for path in [&cfg.kernel, &cfg.initrd] {
+        if !path.is_file() {
+            return Err(RunError::Missing {
+                path: path.clone(),
+                reason: "not found (run `osbuild build` first, or give the NAME it wrote)".into(),
+            });
+        }
+    }
+    let m = machine(cfg.arch);
+    let qemu = find_program(m.binary).ok_or_else(|| RunError::NotInstalled {
+        what: m.binary.into(),
+        package: m.package.into(),
+    })?;
+    if cfg.uefi {
+        let (code, package) = firmware(cfg.arch)?;
+        if !Path::new(code).is_file() {
+            return Err(RunError::NotInstalled {
+                what: format!("UEFI firmware {code}"),
+                package: package.into(),
+            });
+        }
+    }
+    for d in &cfg.disks {
+        if d.path.exists() {
+            continue;
+        }
+        let Some(size) = &d.size else {
+            return Err(RunError::Missing {
+                path: d.path.clone(),
+                reason: "no such disk image (add size= to create one)".into(),
+            });
+        };
+        let qemu_img = find_program("qemu-img").ok_or_else(|| RunError::NotInstalled {
+            what: "qemu-img".into(),
+            package: "qemu-utils".into(),
+        })?;
+        let format = d.format.clone().unwrap_or_else(|| "qcow2".into());
+        let status = Command::new(qemu_img)
+            .args(["create", "-q", "-f", &format])
+            .arg(&d.path)
+            .arg(size)
+            .status()
+            .map_err(|source| RunError::Io {
+                what: "qemu-img create".into(),
+                source,
+            })?;
+        if !status.success() {
+            return Err(RunError::Missing {
+                path: d.path.clone(),
+                reason: format!("qemu-img could not create a {size} {format} image"),
+            });
+        }
+    }
+    Ok(qemu)
+}
+
+impl fmt::Display for Publish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host,
+            self.guest,
+            if self.udp { "udp" } else { "tcp" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(arch: Arch) -> QemuConfig {
+        QemuConfig {
+            arch,
+            mem_mib: 1024,
+            cpus: 2,
+            kernel: "k".into(),
+            initrd: "i".into(),
+            cmdline: "quiet".into(),
+            disks: vec![],
+            publish: vec![],
+            uefi: false,
+            accel: Accel::Auto,
+            network: true,
+            console_log: None,
+            pidfile: None,
+        }
+    }
+
+    fn text(args: &[OsString]) -> String {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn machine_console_and_nic_follow_the_architecture() {
+        let x = text(&arguments(&config(Arch::Amd64), false).unwrap());
+        assert!(x.starts_with("-M q35 -accel tcg -m 1024 -smp 2"), "{x}");
+        assert!(x.contains("-append quiet console=ttyS0"), "{x}");
+        assert!(x.contains("-device virtio-net-pci,netdev=n0"), "{x}");
+        let a = text(&arguments(&config(Arch::Arm64), false).unwrap());
+        assert!(a.starts_with("-M virt -cpu cortex-a57"), "{a}");
+        assert!(a.contains("console=ttyAMA0"), "{a}");
+        let s = text(&arguments(&config(Arch::S390x), false).unwrap());
+        assert!(
+            s.contains("-M s390-ccw-virtio")
+                && s.contains("console=ttysclp0")
+                && s.contains("virtio-net-ccw"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn publish_disks_uefi_and_detached() {
+        let mut c = config(Arch::Amd64);
+        c.cmdline = "console=ttyS0 panic=1".into();
+        c.publish = vec!["8080:80".parse().unwrap(), "5353:53/udp".parse().unwrap()];
+        c.disks = vec!["d.qcow2,size=1G,format=qcow2".parse().unwrap()];
+        c.uefi = true;
+        c.console_log = Some("/s/console.log".into());
+        c.pidfile = Some("/s/qemu.pid".into());
+        let x = text(&arguments(&c, true).unwrap());
+        assert!(x.contains("-accel kvm"), "{x}");
+        assert!(
+            x.contains(
+                "-netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53"
+            ),
+            "{x}"
+        );
+        assert!(x.contains("-drive file=d.qcow2,if=none,id=disk0,format=qcow2 -device virtio-blk-pci,drive=disk0"), "{x}");
+        assert!(x.contains("-bios /usr/share/ovmf/OVMF.fd"), "{x}");
+        assert!(
+            x.contains("-append console=ttyS0 panic=1 "),
+            "the console given is kept: {x}"
+        );
+        assert!(
+            x.contains("-serial file:/s/console.log -monitor none -daemonize -pidfile /s/qemu.pid"),
+            "{x}"
+        );
+        let mut s = config(Arch::S390x);
+        s.uefi = true;
+        assert!(
+            arguments(&s, false)
+                .unwrap_err()
+                .to_string()
+                .contains("no UEFI")
+        );
+    }
+
+    #[test]
+    fn option_parsing() {
+        assert_eq!(
+            "6379:6379".parse::<Publish>().unwrap(),
+            Publish {
+                host: 6379,
+                guest: 6379,
+                udp: false
+            }
+        );
+        for bad in ["6379", "a:b", "1:2/sctp", "70000:1"] {
+            assert!(bad.parse::<Publish>().unwrap_err().contains(bad), "{bad}");
+        }
+        assert!(
+            "x.img,colour=red"
+                .parse::<Disk>()
+                .unwrap_err()
+                .contains("colour")
+        );
+        assert_eq!("tcg".parse::<Accel>(), Ok(Accel::Tcg));
+    }
+
+    #[test]
+    fn kvm_only_with_hardware_virtualisation() {
+        let host = Arch::host();
+        assert!(kvm_usable(host, "flags : fpu vmx sse", true));
+        assert!(
+            !kvm_usable(host, "flags : fpu sse", true),
+            "a /dev/kvm without vmx/svm is not used"
+        );
+        assert!(!kvm_usable(host, "flags : svm", false));
+        let other = if host == Arch::Arm64 {
+            Arch::Amd64
+        } else {
+            Arch::Arm64
+        };
+        assert!(!kvm_usable(other, "flags : vmx", true));
+    }
+
+    #[test]
+    fn missing_files_and_programs_are_named() {
+        let mut c = config(Arch::Amd64);
+        c.kernel = "/nonexistent/hello-kernel".into();
+        let err = prepare(&c).unwrap_err().to_string();
+        assert!(
+            err.starts_with("/nonexistent/hello-kernel: not found"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! `osbuild run qemu` boots what `osbuild build` wrote: in the foreground with the console on
+//! stdio, through UEFI firmware, and detached with a port forwarded to a listener in the guest.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Scratch, env, ok, repo, stderr};
+
+/// An init that brings up virtio networking (slirp's 10.0.2.15) and serves /www on port 8080.
+const NET_INIT: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+modprobe virtio_pci
+modprobe virtio_net
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+httpd -p 8080 -h /www
+echo "osbuild-net: ready"
+sleep 600
+poweroff -f
+"#;
+
+fn build(s: &Scratch, example: &str) -> String {
+    let out = s.out();
+    let spec = repo().join("examples").join(example);
+    ok(&s.osbuild(&[
+        "build",
+        "--dir",
+        out.to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]));
+    out.join(example.trim_end_matches(".yml"))
+        .display()
+        .to_string()
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(["run", "qemu"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn boots_in_the_foreground_and_through_uefi() {
+    env();
+    let s = Scratch::new();
+    let name = build(&s, "hello.yml");
+    for extra in [&[][..], &["--uefi"][..]] {
+        let args = [
+            &["--accel", "tcg", "--mem", "512", "--no-network"][..],
+            extra,
+            &[name.as_str()][..],
+        ]
+        .concat();
+        let o = run(&args);
+        let console = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{extra:?}: {}\n{console}", stderr(&o));
+        assert!(
+            console.contains("osbuild-init: hello from x86_64"),
+            "{extra:?}:\n{console}"
+        );
+        assert!(
+            console.contains("osbuild-init: done"),
+            "{extra:?}:\n{console}"
+        );
+    }
+}
+
+#[test]
+fn published_port_reaches_a_listener_in_the_guest() {
+    env();
+    let s = Scratch::new();
+    let spec = s.spec(
+        "net.yml",
+        &format!(
+            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0\"\ninit:\n  - osbuild/busybox-init:1\nfiles:\n  - path: init\n    mode: \"0755\"\n    contents: |\n{}",
+            NET_INIT.lines().map(|l| format!("      {l}\n")).collect::<String>()
+        ),
+    );
+    let out = s.out();
+    ok(&s.osbuild(&[
+        "build",
+        "--dir",
+        out.to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]));
+    let port = osbuild_testenv::registry::free_port().unwrap();
+    let state = s.dir.path().join("state");
+    let name = out.join("net").display().to_string();
+    let publish = format!("{port}:8080");
+    let o = run(&[
+        "--accel",
+        "tcg",
+        "--mem",
+        "512",
+        "--detached",
+        "--state",
+        state.to_str().unwrap(),
+        "--publish",
+        &publish,
+        &name,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pid = std::fs::read_to_string(state.join("qemu.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let stop = || {
+        let _ = Command::new("kill").arg(&pid).status();
+    };
+    // Wait for the guest to say it listens, then ask it over the forwarded port.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let log = state.join("console.log");
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("osbuild-net: ready")
+    {
+        if Instant::now() > deadline {
+            stop();
+            panic!(
+                "the guest never got ready:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut reply = String::new();
+    let fetched = (|| -> std::io::Result<()> {
+        let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+        conn.write_all(b"GET /index.html HTTP/1.0\r\nHost: guest\r\n\r\n")?;
+        conn.read_to_string(&mut reply)?;
+        Ok(())
+    })();
+    stop();
+    fetched.unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.") && reply.contains("osbuild fixture"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn missing_outputs_and_bad_options_are_named() {
+    let o = run(&["--accel", "tcg", "/nonexistent/hello"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/hello-kernel: not found"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["--publish", "80", "/nonexistent/hello"]);
+    assert!(
+        stderr(&o).contains("--publish \"80\": expected HOST:GUEST"),
+        "{}",
+        stderr(&o)
+    );
+}
