@@ -165,3 +165,54 @@ fn missing_outputs_and_bad_options_are_named() {
         stderr(&o)
     );
 }
+
+#[test]
+fn the_same_spec_boots_on_arm64_and_s390x() {
+    use osbuild::image::Arch;
+    use osbuild_testenv::fixtures::{Pusher, push_multiarch_boot};
+    use osbuild_testenv::registry::Registry;
+    let registry = Registry::start().unwrap();
+    let pusher = Pusher::new(&registry.addr()).unwrap();
+    push_multiarch_boot(&pusher, &[Arch::Amd64, Arch::Arm64, Arch::S390x]).unwrap();
+    let s = Scratch::new();
+    let out = s.out();
+    let spec = repo().join("examples/hello.yml");
+    for (arch, uname) in [("arm64", "aarch64"), ("s390x", "s390x")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+            .args([
+                "build",
+                "--arch",
+                arch,
+                "--name",
+                arch,
+                "--dir",
+                out.to_str().unwrap(),
+                spec.to_str().unwrap(),
+            ])
+            .arg("--cache")
+            .arg(s.cache())
+            .arg("--mirror")
+            .arg(format!("docker.io=http://{}", registry.addr()))
+            .output()
+            .unwrap();
+        ok(&o);
+        let name = out.join(arch).display().to_string();
+        let o = run(&[
+            "--arch",
+            arch,
+            "--accel",
+            "tcg",
+            "--mem",
+            "512",
+            "--no-network",
+            &name,
+        ]);
+        let console = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{arch}: {}\n{console}", stderr(&o));
+        assert!(
+            console.contains(&format!("osbuild-init: hello from {uname} kernel 6.1")),
+            "{arch}:\n{console}"
+        );
+        assert!(console.contains("osbuild-init: done"), "{arch}:\n{console}");
+    }
+}

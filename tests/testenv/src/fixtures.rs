@@ -238,6 +238,66 @@ pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference
     Ok(out)
 }
 
+/// Push `osbuild/kernel:6.1-debian` and `osbuild/busybox-init:1` as indexes holding an image
+/// for each of `arches` (Debian kernels with [`TEST_MODULES`], Debian's busybox-static of each
+/// architecture), so one spec builds for all of them with `--arch`.
+pub fn push_multiarch_boot(pusher: &Pusher, arches: &[Arch]) -> Result<()> {
+    let dir = crate::fixtures_dir();
+    let modules = ModuleSet::Closure(TEST_MODULES.iter().map(|m| m.to_string()).collect());
+    let mut kernels = Vec::new();
+    let mut inits = Vec::new();
+    for arch in arches {
+        let kernel = debian_kernel(&dir, arch.oci())?;
+        let root = kernel.modules(&dir, &modules)?;
+        let key = format!("{}-{}", kernel.release, TEST_MODULES.join("+"));
+        let lock = fs::File::create(dir.join(".kernel-tar.lock"))?;
+        lock.lock()?;
+        let tar = kernel_tar(&dir, &root, &key)?;
+        drop(lock);
+        kernels.push((
+            *arch,
+            trees::kernel(&kernel.image, &tar, &kernel.system_map, &kernel.config)?,
+        ));
+        let busybox = if *arch == Arch::host() {
+            PathBuf::from("/bin/busybox")
+        } else {
+            let pkg = format!("busybox-static:{}", arch.oci());
+            crate::debian::unpacked(&dir, &format!("busybox-{}", arch.oci()), &[&pkg])?
+                .join("bin/busybox")
+        };
+        inits.push((*arch, trees::busybox_init_from(&busybox)?));
+    }
+    let kernel_specs: Vec<(Arch, ImageSpec<'_>)> = kernels
+        .iter()
+        .map(|(a, t)| {
+            (
+                *a,
+                ImageSpec {
+                    layers: vec![t],
+                    cmd: vec!["/bin/false".into()],
+                    ..ImageSpec::default()
+                },
+            )
+        })
+        .collect();
+    pusher.push_index("osbuild/kernel:6.1-debian", &kernel_specs)?;
+    let init_specs: Vec<(Arch, ImageSpec<'_>)> = inits
+        .iter()
+        .map(|(a, t)| {
+            (
+                *a,
+                ImageSpec {
+                    layers: vec![t],
+                    cmd: vec!["/init".into()],
+                    ..ImageSpec::default()
+                },
+            )
+        })
+        .collect();
+    pusher.push_index("osbuild/busybox-init:1", &init_specs)?;
+    Ok(())
+}
+
 /// Push `osbuild/redis:7-debian`: Debian's redis-server and its libraries.
 pub fn push_redis(pusher: &Pusher) -> Result<Reference> {
     let root = crate::debian::unpacked(&crate::fixtures_dir(), "redis", &["redis-server"])?;

@@ -195,12 +195,27 @@ fn closure(modules_dir: &Path, wanted: &[String]) -> Result<BTreeSet<String>> {
                 .collect::<Vec<_>>(),
         );
     }
+    let builtin = fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
+    let is_builtin = |key: &str| {
+        builtin.lines().any(|l| {
+            Path::new(l).file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .split('.')
+                    .next()
+                    .unwrap_or("")
+                    .replace('-', "_")
+                    == key
+            })
+        })
+    };
     let mut out = BTreeSet::new();
     let mut queue = VecDeque::new();
     for w in wanted {
         let key = w.replace('-', "_");
         match by_name.get(&key) {
             Some(path) => queue.push_back(path.clone()),
+            // Built into this architecture's kernel: nothing to carry.
+            None if is_builtin(&key) => {}
             None => bail!("module {w} is not in {}", modules_dir.display()),
         }
     }

@@ -74,7 +74,18 @@ fn dir(tree: &mut Tree, path: &str, mode: u32) -> Result<()> {
 
 /// A busybox userland: `/bin/busybox` (the host's static busybox) and applet links.
 pub fn busybox() -> Result<Tree> {
-    let busybox = Path::new("/bin/busybox");
+    busybox_from(Path::new("/bin/busybox"))
+}
+
+/// The test init with the static busybox at `busybox` (another architecture's, say).
+pub fn busybox_init_from(busybox: &Path) -> Result<Tree> {
+    let mut tree = busybox_from(busybox)?;
+    put(&mut tree, "init", text(0o755, INIT_SCRIPT))?;
+    Ok(tree)
+}
+
+/// A busybox userland around the static busybox binary at `busybox`.
+pub fn busybox_from(busybox: &Path) -> Result<Tree> {
     let md = std::fs::metadata(busybox)
         .context("/bin/busybox is missing (apt-get install busybox-static)")?;
     let mut tree = Tree::new(MTIME);
