@@ -174,38 +174,46 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         })?;
     }
     let refs = image_refs(&loaded);
-    // Package references resolve to packages built by `osbuild pkg build`.
-    if let Some((file, key, loc)) = refs
-        .iter()
-        .find(|(_, _, l)| l.value.starts_with(PKG_PREFIX))
-    {
-        let path = loaded
-            .base_dir(*file)
-            .join(loc.value.trim_start_matches(PKG_PREFIX));
-        return Err(spec_error(
-            &loaded,
-            *file,
-            loc,
-            key.clone(),
-            format!(
-                "package reference to {}: building packages (`osbuild pkg build`) is not available in this version",
-                path.display()
-            ),
-        ));
-    }
-    let mut unique: Vec<String> = Vec::new();
-    for (_, _, loc) in &refs {
-        if !unique.contains(&loc.value) {
-            unique.push(loc.value.clone());
-        }
-    }
-    let parsed: Vec<Reference> = unique
-        .iter()
-        .map(|r| Reference::parse(r).map_err(|e| BuildError::Image(e.into())))
-        .collect::<Result<_, _>>()?;
-
     let cache = Cache::open(&opts.cache_dir)?;
     let _in_use = cache.lock_in_use()?;
+    let mtime = opts.source_date_epoch.unwrap_or(DEFAULT_MTIME);
+    // Each distinct image value of the spec, with the reference to pull for it. `@pkg:PATH`
+    // names a package folder: it is built into the cache when missing (its tag is a hash of
+    // its sources) and then served from there by digest.
+    let mut unique: Vec<String> = Vec::new();
+    let mut parsed: Vec<Reference> = Vec::new();
+    for (file, key, loc) in &refs {
+        if unique.contains(&loc.value) {
+            continue;
+        }
+        let reference = match loc.value.strip_prefix(PKG_PREFIX) {
+            Some(path) => {
+                let dir = loaded.base_dir(*file).join(path);
+                let package = crate::pkg::Package::load(&dir).map_err(|e| match e {
+                    SpecError::Read { path, source } => spec_error(
+                        &loaded,
+                        *file,
+                        loc,
+                        key.clone(),
+                        format!("no package at {path}: {source}"),
+                    ),
+                    other => BuildError::Spec(other),
+                })?;
+                let task = reporter.task(format!("package {}", dir.display()), None);
+                let built = crate::pkg::build(&package, &cache, mtime).map_err(|e| match e {
+                    crate::pkg::PkgError::Manifest(s) => BuildError::Spec(s),
+                    crate::pkg::PkgError::Image(i) => BuildError::Image(i),
+                    other => spec_error(&loaded, *file, loc, key.clone(), other.to_string()),
+                })?;
+                task.finish(built.to_string());
+                built
+            }
+            None => Reference::parse(&loc.value).map_err(|e| BuildError::Image(e.into()))?,
+        };
+        unique.push(loc.value.clone());
+        parsed.push(reference);
+    }
+
     let puller = Puller::new(cache, opts.registry.clone(), opts.policy, reporter.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -261,7 +269,6 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         trees.insert(name.clone(), tree);
     }
 
-    let mtime = opts.source_date_epoch.unwrap_or(DEFAULT_MTIME);
     let plan = plan(
         &loaded,
         &pinned_spec,

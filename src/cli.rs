@@ -32,6 +32,38 @@ pub enum Command {
     /// Boot what `osbuild build` wrote.
     #[command(subcommand)]
     Run(RunCommand),
+    /// Build, name and push packages (folders with a build.yml).
+    #[command(subcommand)]
+    Pkg(PkgCommand),
+}
+
+/// `osbuild pkg ...`.
+#[derive(Debug, Subcommand)]
+pub enum PkgCommand {
+    /// Build a package for its architectures into the cache (nothing to do when it is there).
+    Build {
+        /// The package folder.
+        dir: PathBuf,
+        /// Cache location.
+        #[command(flatten)]
+        cache: CacheDir,
+    },
+    /// Print the package's image reference, tagged by the hash of its sources.
+    ShowTag {
+        /// The package folder.
+        dir: PathBuf,
+    },
+    /// Build (if needed) and push a package to a registry.
+    Push {
+        /// The package folder.
+        dir: PathBuf,
+        /// Push to this registry host instead of the reference's (e.g. 127.0.0.1:5000).
+        #[arg(long)]
+        registry_host: Option<String>,
+        /// Registry and cache options.
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
 }
 
 /// `osbuild run ...`.

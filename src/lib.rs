@@ -12,6 +12,7 @@ pub mod build;
 pub mod flatten;
 pub mod image;
 pub mod output;
+pub mod pkg;
 pub mod progress;
 pub mod rootfs;
 pub mod run;

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
-use cli::{BuildArgs, CacheCommand, Cli, Command, InspectArgs, QemuArgs, RegistryArgs, RunCommand};
+use cli::{
+    BuildArgs, CacheCommand, Cli, Command, InspectArgs, PkgCommand, QemuArgs, RegistryArgs,
+    RunCommand,
+};
 use osbuild::build::{BuildError, BuildOptions};
 use osbuild::image::{Arch, Cache, PullPolicy, Puller, Reference, RegistryOptions};
 use osbuild::progress::{Mode, Reporter, human_bytes};
@@ -266,6 +269,56 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn pkg_command(cmd: &PkgCommand, reporter: &Reporter) -> Result<ExitCode> {
+    let mtime = source_date_epoch()?.unwrap_or(osbuild::build::DEFAULT_MTIME);
+    let load =
+        |dir: &std::path::Path| osbuild::pkg::Package::load(dir).map_err(anyhow::Error::from);
+    match cmd {
+        PkgCommand::ShowTag { dir } => {
+            println!("{}", osbuild::pkg::reference(&load(dir)?)?);
+        }
+        PkgCommand::Build { dir, cache } => {
+            let cache = Cache::open(&cache.cache.clone().unwrap_or_else(Cache::default_dir))?;
+            let built = osbuild::pkg::build(&load(dir)?, &cache, mtime)?;
+            println!("{built}");
+        }
+        PkgCommand::Push {
+            dir,
+            registry_host,
+            registry,
+        } => {
+            let cache = Cache::open(&registry.cache.clone().unwrap_or_else(Cache::default_dir))?;
+            let built = osbuild::pkg::build(&load(dir)?, &cache, mtime)?;
+            let mut target = Reference {
+                digest: None,
+                ..built.clone()
+            };
+            if let Some(host) = registry_host {
+                target.registry = host.clone();
+            }
+            let puller = Puller::new(
+                cache.clone(),
+                registry_options(registry)?,
+                PullPolicy::default(),
+                reporter.clone(),
+            );
+            let digest = built.digest.clone().unwrap_or_default();
+            let desc = cache
+                .resolve(
+                    &Reference {
+                        digest: None,
+                        ..built.clone()
+                    }
+                    .to_string(),
+                )?
+                .ok_or_else(|| anyhow!("{built}: not in the cache after building"))?;
+            runtime()?.block_on(puller.push(&desc, &target))?;
+            println!("{}", target.pinned(&digest));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Ctrl-C or a termination signal: remove half-written outputs before leaving.
@@ -279,6 +332,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args, &reporter),
         Command::Cache(cmd) => cache_command(cmd),
         Command::Run(RunCommand::Qemu(args)) => run_qemu(args),
+        Command::Pkg(cmd) => pkg_command(cmd, &reporter),
     };
     match result {
         Ok(code) => code,

@@ -162,18 +162,6 @@ fn spec_without_kernel_cannot_make_kernel_initrd() {
     assert!(s.outputs().is_empty());
 }
 
-#[test]
-fn package_references_are_reported_until_packages_can_be_built() {
-    let s = Scratch::new();
-    let o = build(&s, "init:\n  - \"@pkg:../pkg/init\"\n");
-    let e = failure(&o, 3);
-    assert!(
-        e.contains("bad.yml:2:5: init[0]: package reference to"),
-        "{e}"
-    );
-    assert!(e.contains("pkg/init"), "{e}");
-}
-
 /// A registry holding one image, for tampering tests that must not disturb the shared one.
 fn own_registry() -> (Registry, String) {
     let registry = Registry::start().unwrap();

@@ -93,24 +93,19 @@ fn bare_message(text: &str) -> String {
     }
 }
 
-/// Parse one spec document from `text`; `file` names it in errors and `index` is recorded in
-/// its parts.
-pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError> {
-    if text.trim().is_empty()
-        || text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        return Err(SpecError::in_file(file, "", "the spec is empty"));
-    }
+/// Parse YAML `text` into `T`, reporting errors as `file:line:column: key.path: message`.
+pub fn parse_located<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+) -> Result<T, SpecError> {
     let mut key = None;
     let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
-        serde_path_to_error::deserialize::<_, Spec>(de).map_err(|e| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
             key = Some(e.path().to_string());
             e.into_inner()
         })
     });
-    let mut spec = parsed.map_err(|e| {
+    parsed.map_err(|e| {
         let (line, column) = e
             .location()
             .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
@@ -133,7 +128,20 @@ pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError
             key,
             message: bare_message(&e.without_snippet().to_string()),
         }
-    })?;
+    })
+}
+
+/// Parse one spec document from `text`; `file` names it in errors and `index` is recorded in
+/// its parts.
+pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError> {
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(SpecError::in_file(file, "", "the spec is empty"));
+    }
+    let mut spec: Spec = parse_located(text, file)?;
     if let Some(k) = &mut spec.kernel {
         k.file = index;
     }

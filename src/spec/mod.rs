@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use capabilities::{ALL_CAPABILITIES, is_known_capability};
 pub use ids::IdMap;
 pub use label::resolve_image_config;
-pub use load::{LoadedSpec, SpecError, load, load_str, pin_images};
+pub use load::{LoadedSpec, SpecError, load, load_str, parse_located, pin_images};
 pub use scalar::{IdRef, Mode};
 pub use validate::{Rlimit, parse_rlimit};
 

@@ -1,0 +1,177 @@
+//! `build.yml`: what a package is (LinuxKit's keys where they apply) and how its root
+//! filesystem is made (`builder:`), read with the same one-line located errors as specs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::image::Arch;
+use crate::spec::{ImageSpec, Loc, Mode, SpecError};
+
+/// A package's `build.yml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Image name (without org).
+    pub image: Loc<String>,
+    /// Organisation (default `osbuild`).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Tag template; `{{.Hash}}` is replaced by the content hash (default: the hash).
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Architectures built (default amd64, arm64, s390x).
+    #[serde(default)]
+    pub arches: Option<Vec<Loc<String>>>,
+    /// The container config stored as the `org.mobyproject.config` label.
+    #[serde(default)]
+    pub config: Option<ImageSpec>,
+    /// Other folders whose contents count in the tag: `path` relative to the package.
+    #[serde(default, rename = "extra-sources")]
+    pub extra_sources: Vec<String>,
+    /// Image config: Entrypoint.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// Image config: Cmd.
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// Image config: Env.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// How the root filesystem is made.
+    pub builder: Builder,
+}
+
+/// The ways a package's root filesystem is made, without a container engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum Builder {
+    /// Static files from the package folder.
+    Files(Vec<FileEntry>),
+}
+
+/// One file of a `files` builder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// Source, relative to the package folder.
+    pub source: Loc<String>,
+    /// Destination in the image.
+    pub path: Loc<String>,
+    /// Octal mode (default: 0755 if the source is executable, else 0644).
+    #[serde(default)]
+    pub mode: Option<Loc<Mode>>,
+}
+
+/// A package folder with its manifest.
+#[derive(Debug, Clone)]
+pub struct Package {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Its `build.yml`.
+    pub manifest: Manifest,
+}
+
+impl Package {
+    /// Read `dir/build.yml`.
+    pub fn load(dir: &Path) -> Result<Package, SpecError> {
+        let path = dir.join("build.yml");
+        let text = std::fs::read_to_string(&path).map_err(|source| SpecError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let manifest: Manifest = crate::spec::parse_located(&text, &path)?;
+        let package = Package {
+            dir: dir.to_owned(),
+            manifest,
+        };
+        package.arches(&path)?;
+        Ok(package)
+    }
+
+    /// `org/image`.
+    pub fn repository(&self) -> String {
+        format!(
+            "{}/{}",
+            self.manifest.org.as_deref().unwrap_or("osbuild"),
+            self.manifest.image.value
+        )
+    }
+
+    /// The architectures to build.
+    pub fn arches(&self, file: &Path) -> Result<Vec<Arch>, SpecError> {
+        match &self.manifest.arches {
+            None => Ok(Arch::ALL.to_vec()),
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    a.value
+                        .parse::<Arch>()
+                        .map_err(|e| SpecError::at(file, a, format!("arches[{i}]"), e))
+                })
+                .collect(),
+        }
+    }
+
+    /// The tag for content hash `hash`, from the `tag` template.
+    pub fn tag(&self, hash: &str) -> String {
+        match &self.manifest.tag {
+            Some(t) => t.replace("{{.Hash}}", hash),
+            None => hash.to_string(),
+        }
+    }
+
+    /// Image labels: the LinuxKit config, if any.
+    pub fn labels(&self) -> Result<BTreeMap<String, String>, SpecError> {
+        let mut labels = BTreeMap::new();
+        if let Some(config) = &self.manifest.config {
+            let json = serde_json::to_string(config).map_err(|e| {
+                SpecError::in_file(&self.dir.join("build.yml"), "config", e.to_string())
+            })?;
+            labels.insert(crate::image::inspect::LINUXKIT_LABEL.to_string(), json);
+        }
+        Ok(labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Package, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("build.yml"), text).unwrap();
+        Package::load(dir.path()).map_err(|e| {
+            e.to_string()
+                .replace(&dir.path().display().to_string(), "P")
+        })
+    }
+
+    #[test]
+    fn reads_a_files_package() {
+        let p = load("image: init\narches: [amd64]\nconfig:\n  capabilities: [CAP_SYS_ADMIN]\nbuilder:\n  files:\n    - source: init.sh\n      path: /init\n      mode: \"0755\"\n").unwrap();
+        assert_eq!(p.repository(), "osbuild/init");
+        assert_eq!(p.tag("abc"), "abc");
+        assert_eq!(p.arches(Path::new("b")).unwrap(), [Arch::Amd64]);
+        assert!(p.labels().unwrap()["org.mobyproject.config"].contains("CAP_SYS_ADMIN"));
+    }
+
+    #[test]
+    fn errors_are_located() {
+        assert_eq!(
+            load("image: x\nbuilder:\n  docker: {}\n").unwrap_err(),
+            "P/build.yml:3:3: builder: unknown variant `docker`, expected one of files"
+        );
+        assert_eq!(
+            load("image: x\narches: [riscv64]\nbuilder:\n  files: []\n").unwrap_err(),
+            "P/build.yml:2:10: arches[0]: unknown architecture \"riscv64\": use amd64, arm64 or s390x"
+        );
+        assert!(
+            load("image: x\ncolour: red\nbuilder:\n  files: []\n")
+                .unwrap_err()
+                .contains("P/build.yml:2:1: colour: unknown field")
+        );
+    }
+}
