@@ -158,3 +158,86 @@ fn bad_packages_are_reported_with_their_place() {
         stderr(&o)
     );
 }
+
+#[test]
+fn redis_package_builds_for_three_architectures() {
+    let s = Scratch::new();
+    let redis = support::repo().join("pkg/redis");
+    let built = ok(&osbuild_in(
+        &s.cache(),
+        &["pkg", "build", redis.to_str().unwrap()],
+    ));
+    assert!(built.starts_with("docker.io/osbuild/redis:7-"), "{built}");
+    let spec = s.spec(
+        "r.yml",
+        &format!(
+            "services:\n  - name: redis\n    image: \"@pkg:{}\"\n",
+            redis.display()
+        ),
+    );
+    let out = s.out();
+    for (arch, machine) in [
+        ("amd64", "x86-64"),
+        ("arm64", "ARM aarch64"),
+        ("s390x", "IBM S/390"),
+    ] {
+        let o = osbuild_in(
+            &s.cache(),
+            &[
+                "build",
+                "-f",
+                "tar",
+                "--offline",
+                "--arch",
+                arch,
+                "--name",
+                arch,
+                "--dir",
+                out.to_str().unwrap(),
+                spec.to_str().unwrap(),
+            ],
+        );
+        ok(&o);
+        let bin = s.dir.path().join(format!("redis-{arch}"));
+        let body = Command::new("tar")
+            .arg("-xOf")
+            .arg(out.join(format!("{arch}.tar")))
+            .arg("containers/services/redis/rootfs/usr/bin/redis-check-rdb")
+            .output()
+            .unwrap();
+        assert!(
+            body.status.success() && body.stdout.len() > 100_000,
+            "{arch}: redis binary missing"
+        );
+        std::fs::write(&bin, &body.stdout).unwrap();
+        let kind = ok(&Command::new("file").arg("-b").arg(&bin).output().unwrap());
+        assert!(
+            kind.contains("ELF 64-bit") && kind.contains(machine),
+            "{arch}: {kind}"
+        );
+        let listing = ok(&Command::new("tar")
+            .arg("-tf")
+            .arg(out.join(format!("{arch}.tar")))
+            .output()
+            .unwrap());
+        assert!(
+            !listing.contains("usr/share/perl"),
+            "{arch}: only the kept paths"
+        );
+        assert!(
+            listing.contains("containers/services/redis/rootfs/usr/bin/redis-server"),
+            "{arch}"
+        );
+    }
+    // The label carries the package's config into config.json.
+    let config = ok(&Command::new("tar")
+        .arg("-xOf")
+        .arg(out.join("amd64.tar"))
+        .arg("containers/services/redis/config.json")
+        .output()
+        .unwrap());
+    assert!(
+        config.contains("CAP_NET_BIND_SERVICE") && config.contains("/usr/bin/redis-server"),
+        "{config}"
+    );
+}

@@ -49,6 +49,22 @@ pub struct Manifest {
 pub enum Builder {
     /// Static files from the package folder.
     Files(Vec<FileEntry>),
+    /// Debian packages of the target architecture.
+    Debian(DebianBuilder),
+}
+
+/// The `debian` builder's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebianBuilder {
+    /// Packages to unpack (with their dependencies).
+    pub include: Vec<String>,
+    /// Paths to keep (with everything below them); all when empty.
+    #[serde(default)]
+    pub keep: Vec<String>,
+    /// Debian suite (default `bookworm`).
+    #[serde(default)]
+    pub suite: Option<String>,
 }
 
 /// One file of a `files` builder.
@@ -162,7 +178,7 @@ mod tests {
     fn errors_are_located() {
         assert_eq!(
             load("image: x\nbuilder:\n  docker: {}\n").unwrap_err(),
-            "P/build.yml:3:3: builder: unknown variant `docker`, expected one of files"
+            "P/build.yml:3:3: builder: unknown variant `docker`, expected one of files, debian"
         );
         assert_eq!(
             load("image: x\narches: [riscv64]\nbuilder:\n  files: []\n").unwrap_err(),

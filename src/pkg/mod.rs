@@ -74,9 +74,9 @@ pub fn build(package: &Package, cache: &Cache, mtime: i64) -> Result<Reference, 
     let labels = package.labels()?;
     let mut manifests = Vec::new();
     for arch in package.arches(&file)? {
-        let tree = builder::root_filesystem(package, arch, mtime)?;
+        let rootfs = builder::root_filesystem(package, arch, mtime)?;
         let spec = ImageSpec {
-            layers: vec![&tree],
+            layers: vec![&rootfs.tree],
             entrypoint: package.manifest.entrypoint.clone(),
             cmd: package.manifest.cmd.clone(),
             env: package.manifest.env.clone(),

@@ -1,5 +1,6 @@
 //! The builders that make a package's root filesystem for one architecture.
 
+pub mod debian;
 mod files;
 
 use super::{Package, PkgError};
@@ -7,10 +8,27 @@ use crate::image::Arch;
 use crate::pkg::manifest::Builder;
 use crate::tree::Tree;
 
-/// The root filesystem of `package` for `_arch` (the `files` builder makes the same tree for
-/// every architecture); `mtime` stamps every entry.
-pub fn root_filesystem(package: &Package, _arch: Arch, mtime: i64) -> Result<Tree, PkgError> {
+/// A built root filesystem and whatever its file bodies still live in.
+pub struct RootFs {
+    /// The tree.
+    pub tree: Tree,
+    /// Scratch space the tree's bodies point into; dropped after the image is written.
+    pub scratch: Option<tempfile::TempDir>,
+}
+
+/// The root filesystem of `package` for `arch`; `mtime` stamps every entry.
+pub fn root_filesystem(package: &Package, arch: Arch, mtime: i64) -> Result<RootFs, PkgError> {
     match &package.manifest.builder {
-        Builder::Files(entries) => files::build(package, entries, mtime),
+        Builder::Files(entries) => Ok(RootFs {
+            tree: files::build(package, entries, mtime)?,
+            scratch: None,
+        }),
+        Builder::Debian(spec) => {
+            let built = debian::build(package, spec, arch, mtime)?;
+            Ok(RootFs {
+                tree: built.tree,
+                scratch: Some(built.scratch),
+            })
+        }
     }
 }
