@@ -49,6 +49,14 @@ pub struct GeneratedConfig {
     pub readonly: bool,
 }
 
+/// The runtime-spec version LinuxKit writes (that of the runtime-spec it is built with).
+pub const OCI_VERSION: &str = "1.2.1";
+
+/// `Some(list)` unless it is empty (LinuxKit leaves empty lists out of the config).
+fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
+    (!list.is_empty()).then_some(list)
+}
+
 /// Where a volume's merged view is mounted in the root filesystem.
 pub fn volume_merged_dir(name: &str) -> String {
     format!("/containers/volumes/{name}/merged")
@@ -352,14 +360,16 @@ pub fn generate(input: &ConfigInput<'_>) -> Result<GeneratedConfig, String> {
         .terminal(false)
         .user(user.build().map_err(|e| e.to_string())?)
         .args(args)
-        .env(env)
         .cwd(cwd)
         .capabilities(caps)
-        .rlimits(rlimits)
-        .no_new_privileges(s.no_new_privileges.unwrap_or(false));
-    if let Some(adj) = s.oom_score_adj {
-        process = process.oom_score_adj(adj);
-    }
+        .build()
+        .map_err(|e| e.to_string())?;
+    // oci-spec's defaults (an RLIMIT_NOFILE of 1024, no_new_privileges) are not LinuxKit's:
+    // every optional field is set to exactly what the spec asks for.
+    process.set_env(non_empty(env));
+    process.set_rlimits(non_empty(rlimits));
+    process.set_no_new_privileges(s.no_new_privileges.filter(|n| *n));
+    process.set_oom_score_adj(s.oom_score_adj);
 
     let mut resources: LinuxResources = s.resources.clone().unwrap_or_default();
     let mut device_rules = resources.devices().clone().unwrap_or_default();
@@ -404,36 +414,35 @@ pub fn generate(input: &ConfigInput<'_>) -> Result<GeneratedConfig, String> {
                 .map_err(|e| e.to_string())?,
         );
     }
-    resources.set_devices(Some(device_rules));
+    resources.set_devices(non_empty(device_rules));
 
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
-        .devices(devices)
-        .masked_paths(s.masked_paths.clone().unwrap_or_default())
-        .readonly_paths(s.readonly_paths.clone().unwrap_or_default());
-    if let Some(m) = idmap(&s.uid_mappings)? {
-        linux = linux.uid_mappings(m);
-    }
-    if let Some(m) = idmap(&s.gid_mappings)? {
-        linux = linux.gid_mappings(m);
-    }
-    if let Some(sysctl) = &s.sysctl {
-        linux = linux.sysctl(
-            sysctl
-                .clone()
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
-    }
-    if let Some(p) = &s.cgroups_path {
-        linux = linux.cgroups_path(std::path::PathBuf::from(p));
-    }
-    if let Some(p) = &s.rootfs_propagation {
-        linux = linux.rootfs_propagation(p.clone());
-    }
-    let mut builder = SpecBuilder::default()
-        .process(process.build().map_err(|e| e.to_string())?)
+        .build()
+        .map_err(|e| e.to_string())?;
+    // As for the process: no oci-spec default (masked paths, ...) may leak into the config.
+    linux.set_devices(non_empty(devices));
+    linux.set_masked_paths(s.masked_paths.clone().and_then(non_empty));
+    linux.set_readonly_paths(s.readonly_paths.clone().and_then(non_empty));
+    linux.set_uid_mappings(idmap(&s.uid_mappings)?.and_then(non_empty));
+    linux.set_gid_mappings(idmap(&s.gid_mappings)?.and_then(non_empty));
+    linux.set_sysctl(
+        s.sysctl
+            .clone()
+            .filter(|m| !m.is_empty())
+            .map(|m| m.into_iter().collect()),
+    );
+    linux.set_cgroups_path(
+        s.cgroups_path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from),
+    );
+    linux.set_rootfs_propagation(s.rootfs_propagation.clone().filter(|p| !p.is_empty()));
+    let mut spec = SpecBuilder::default()
+        .version(OCI_VERSION)
+        .process(process)
         .root(
             RootBuilder::default()
                 .path("rootfs")
@@ -442,18 +451,18 @@ pub fn generate(input: &ConfigInput<'_>) -> Result<GeneratedConfig, String> {
                 .map_err(|e| e.to_string())?,
         )
         .mounts(mounts.into_values().collect::<Vec<_>>())
-        .linux(linux.build().map_err(|e| e.to_string())?);
-    if let Some(h) = s.hostname.as_ref().filter(|h| !h.is_empty()) {
-        builder = builder.hostname(h.clone());
-    }
-    if let Some(a) = &s.annotations {
-        builder = builder.annotations(
-            a.clone()
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
-    }
-    let spec = builder.build().map_err(|e| e.to_string())?;
+        .linux(linux)
+        .build()
+        .map_err(|e| e.to_string())?;
+    // oci-spec's default host name ("youki") would make runc refuse to start a container
+    // that shares the host's UTS namespace.
+    spec.set_hostname(s.hostname.clone().filter(|h| !h.is_empty()));
+    spec.set_annotations(
+        s.annotations
+            .clone()
+            .filter(|a| !a.is_empty())
+            .map(|a| a.into_iter().collect()),
+    );
 
     // Serialise with the capability sets in a fixed order (oci-spec keeps them in hash sets).
     let mut value = serde_json::to_value(&spec).map_err(|e| e.to_string())?;
@@ -461,11 +470,19 @@ pub fn generate(input: &ConfigInput<'_>) -> Result<GeneratedConfig, String> {
         .pointer_mut("/process/capabilities")
         .and_then(|c| c.as_object_mut())
     {
-        c.insert("effective".into(), effective.clone().into());
-        for key in ["bounding", "inheritable", "permitted"] {
-            c.insert(key.into(), bounding_list.clone().into());
+        // Empty sets are left out, as LinuxKit's encoder does.
+        c.clear();
+        for (key, set) in [
+            ("ambient", &ambient),
+            ("bounding", &bounding_list),
+            ("effective", &effective),
+            ("inheritable", &bounding_list),
+            ("permitted", &bounding_list),
+        ] {
+            if !set.is_empty() {
+                c.insert(key.into(), set.clone().into());
+            }
         }
-        c.insert("ambient".into(), ambient.clone().into());
     }
     Ok(GeneratedConfig {
         spec,

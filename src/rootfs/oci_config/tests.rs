@@ -75,7 +75,27 @@ fn redis_service_matches_linuxkit_defaults() {
     for set in ["bounding", "permitted", "inheritable"] {
         assert_eq!(caps[set], sorted, "{set}");
     }
-    assert_eq!(caps["ambient"], serde_json::json!([]));
+    assert!(caps.get("ambient").is_none(), "empty sets are left out");
+    // Nothing beyond what LinuxKit writes: no host name (runc refuses one without a UTS
+    // namespace), no rlimits, no masked paths, no annotations.
+    assert_eq!(spec.version(), "1.2.1");
+    assert_eq!(spec.hostname(), &None);
+    assert_eq!(spec.annotations(), &None);
+    assert_eq!(p.rlimits(), &None);
+    assert_eq!(p.no_new_privileges(), None);
+    assert_eq!(p.oom_score_adj(), None);
+    let linux = spec.linux().as_ref().unwrap();
+    assert_eq!(linux.masked_paths(), &None);
+    assert_eq!(linux.readonly_paths(), &None);
+    assert_eq!(linux.devices(), &None);
+    assert_eq!(linux.sysctl(), &None);
+    assert_eq!(linux.cgroups_path(), &None);
+    assert!(linux.seccomp().is_none());
+    assert_eq!(
+        v["linux"]["resources"],
+        serde_json::json!({}),
+        "no device rules unless devices are given"
+    );
     let root = spec.root().as_ref().unwrap();
     assert_eq!(root.path().display().to_string(), "rootfs");
     assert_eq!(root.readonly(), Some(true));
@@ -219,6 +239,10 @@ fn all_none_rlimits_devices_and_namespaces() {
     assert_eq!(v["process"]["oomScoreAdj"], -500);
     assert_eq!(v["linux"]["devices"][0]["path"], "/dev/fuse");
     assert_eq!(v["linux"]["devices"][0]["fileMode"], 0o666);
+    assert_eq!(
+        v["linux"]["resources"]["devices"],
+        serde_json::json!([{"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}])
+    );
     let ns = v["linux"]["namespaces"].as_array().unwrap();
     assert_eq!(ns[0], serde_json::json!({"type": "network"}));
     assert_eq!(
@@ -232,14 +256,73 @@ fn all_none_rlimits_devices_and_namespaces() {
     )
     .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&g.json).unwrap();
-    assert_eq!(
-        v["process"]["capabilities"]["effective"],
-        serde_json::json!([])
-    );
+    assert_eq!(v["process"]["capabilities"], serde_json::json!({}));
 }
 
 #[test]
 fn no_command_anywhere_is_an_error() {
     let err = generate_for("services:\n  - name: a\n    image: x\n", None, None).unwrap_err();
     assert!(err.contains("no command"), "{err}");
+}
+
+#[test]
+fn optional_keys_pass_through() {
+    let yaml = r#"services:
+  - name: a
+    image: x
+    command: [x]
+    env: []
+    hostname: box
+    uts: new
+    ambient: [CAP_NET_RAW]
+    capabilities: [CAP_CHOWN]
+    noNewPrivileges: true
+    maskedPaths: [/proc/kcore]
+    readonlyPaths: [/proc/sys]
+    sysctl: {net.ipv4.ip_forward: "1"}
+    annotations: {org.example: "yes"}
+    cgroupsPath: /osbuild/a
+    rootfsPropagation: shared
+    additionalGids: [a, 7]
+    gid: root
+    uidMappings: [{hostID: 1000, containerID: 0, size: 1}]
+"#;
+    let g = generate_for(yaml, None, Some(image_config())).unwrap();
+    let spec: oci_spec::runtime::Spec = serde_json::from_slice(&g.json).unwrap();
+    let p = spec.process().as_ref().unwrap();
+    assert_eq!(p.env(), &None, "env: [] replaces the image's Env");
+    assert_eq!(p.no_new_privileges(), Some(true));
+    assert_eq!(p.user().additional_gids().as_ref().unwrap(), &[100, 7]);
+    assert_eq!(spec.hostname().as_deref(), Some("box"));
+    assert_eq!(
+        spec.annotations().as_ref().unwrap()["org.example"],
+        "yes".to_string()
+    );
+    let linux = spec.linux().as_ref().unwrap();
+    assert_eq!(linux.masked_paths().as_ref().unwrap(), &["/proc/kcore"]);
+    assert_eq!(linux.readonly_paths().as_ref().unwrap(), &["/proc/sys"]);
+    assert_eq!(linux.sysctl().as_ref().unwrap()["net.ipv4.ip_forward"], "1");
+    assert_eq!(
+        linux.cgroups_path().as_ref().unwrap().display().to_string(),
+        "/osbuild/a"
+    );
+    assert_eq!(linux.rootfs_propagation().as_deref(), Some("shared"));
+    assert_eq!(linux.uid_mappings().as_ref().unwrap()[0].host_id(), 1000);
+    let v: serde_json::Value = serde_json::from_slice(&g.json).unwrap();
+    let caps = &v["process"]["capabilities"];
+    assert_eq!(caps["effective"], serde_json::json!(["CAP_CHOWN"]));
+    assert_eq!(caps["ambient"], serde_json::json!(["CAP_NET_RAW"]));
+    assert_eq!(
+        caps["bounding"],
+        serde_json::json!(["CAP_CHOWN", "CAP_NET_RAW"])
+    );
+    assert_eq!(caps["permitted"], caps["bounding"]);
+    assert_eq!(caps["inheritable"], caps["bounding"]);
+    let ns: Vec<&str> = v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(ns, ["uts", "pid", "mount"]);
 }
