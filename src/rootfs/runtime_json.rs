@@ -2,6 +2,10 @@
 //! mounts, directories, interfaces, namespace bind mounts), plus the mounts osbuild's layout
 //! needs: a self bind of a read-only `rootfs/` (pivot_root wants a mount point), or the tmpfs
 //! and overlay that make a writable container's root from `lower/`.
+//!
+//! The document has LinuxKit's shape: every key present (empty lists, `""` for each namespace
+//! of `bindNS` and for `namespace`). The init makes the overlay's `upperdir` and `workdir`
+//! while mounting it (mounts come before `mkdir`), so no `mkdir` entry is added for them.
 
 use serde::Serialize;
 
@@ -9,14 +13,41 @@ use super::oci_config::{pretty_json, volume_merged_dir};
 use crate::spec::{BindNsSpec, ImageSpec, InterfaceSpec, MountSpec};
 
 #[derive(Debug, Serialize)]
-struct RuntimeJson<'a> {
+struct RuntimeJson {
     cgroups: Vec<String>,
     mounts: Vec<MountSpec>,
     mkdir: Vec<String>,
     interfaces: Vec<InterfaceSpec>,
     #[serde(rename = "bindNS")]
-    bind_ns: &'a BindNsSpec,
+    bind_ns: BindNsJson,
     namespace: String,
+}
+
+/// `bindNS` with every namespace written, `""` meaning "do not bind".
+#[derive(Debug, Serialize)]
+struct BindNsJson {
+    cgroup: String,
+    ipc: String,
+    mnt: String,
+    net: String,
+    pid: String,
+    user: String,
+    uts: String,
+}
+
+impl From<&BindNsSpec> for BindNsJson {
+    fn from(b: &BindNsSpec) -> Self {
+        let path = |p: &Option<String>| p.clone().unwrap_or_default();
+        BindNsJson {
+            cgroup: path(&b.cgroup),
+            ipc: path(&b.ipc),
+            mnt: path(&b.mnt),
+            net: path(&b.net),
+            pid: path(&b.pid),
+            user: path(&b.user),
+            uts: path(&b.uts),
+        }
+    }
 }
 
 fn m(destination: &str, kind: &str, source: &str, options: &[&str]) -> MountSpec {
@@ -32,7 +63,6 @@ fn m(destination: &str, kind: &str, source: &str, options: &[&str]) -> MountSpec
 /// `runtime.json` for the container `spec` (label applied) whose bundle is `bundle`
 /// (`containers/services/NAME`, no leading slash).
 pub fn runtime_json(spec: &ImageSpec, bundle: &str, readonly: bool) -> Result<Vec<u8>, String> {
-    let default_ns = BindNsSpec::default();
     let runtime = spec.runtime.clone().unwrap_or_default();
     let root = format!("/{bundle}/rootfs");
     let mut mounts = if readonly {
@@ -53,19 +83,13 @@ pub fn runtime_json(spec: &ImageSpec, bundle: &str, readonly: bool) -> Result<Ve
         }
         mounts.push(mount);
     }
-    let mut mkdir = Vec::new();
-    if !readonly {
-        mkdir.push(format!("/{bundle}/tmp/upper"));
-        mkdir.push(format!("/{bundle}/tmp/work"));
-    }
-    mkdir.extend(runtime.mkdir.clone().unwrap_or_default());
     let body = RuntimeJson {
-        cgroups: runtime.cgroups.clone().unwrap_or_default(),
+        cgroups: runtime.cgroups.unwrap_or_default(),
         mounts,
-        mkdir,
-        interfaces: runtime.interfaces.clone().unwrap_or_default(),
-        bind_ns: runtime.bind_ns.as_ref().unwrap_or(&default_ns),
-        namespace: runtime.namespace.clone().unwrap_or_default(),
+        mkdir: runtime.mkdir.unwrap_or_default(),
+        interfaces: runtime.interfaces.unwrap_or_default(),
+        bind_ns: BindNsJson::from(&runtime.bind_ns.unwrap_or_default()),
+        namespace: runtime.namespace.unwrap_or_default(),
     };
     pretty_json(&body)
 }
@@ -91,14 +115,56 @@ mod tests {
             mounts[2]["options"][0],
             "lowerdir=/containers/services/web/lower,upperdir=/containers/services/web/tmp/upper,workdir=/containers/services/web/tmp/work"
         );
+        assert_eq!(mounts.len(), 3);
+        assert_eq!(v["mkdir"], serde_json::json!([]));
+        assert_eq!(v["cgroups"], serde_json::json!([]));
+        assert_eq!(v["interfaces"], serde_json::json!([]));
         assert_eq!(
-            v["mkdir"],
-            serde_json::json!([
-                "/containers/services/web/tmp/upper",
-                "/containers/services/web/tmp/work"
-            ])
+            v["bindNS"],
+            serde_json::json!({"cgroup": "", "ipc": "", "mnt": "", "net": "", "pid": "", "user": "", "uts": ""})
         );
         assert_eq!(v["namespace"], "");
+    }
+
+    #[test]
+    fn writable_container_document_is_linuxkits() {
+        let spec: ImageSpec = serde_saphyr::from_str("name: web\nimage: x\n").unwrap();
+        let json = runtime_json(&spec, "containers/onboot/001-web", false).unwrap();
+        let b = "/containers/onboot/001-web";
+        let want = serde_json::json!({
+            "cgroups": [],
+            "mounts": [
+                {"destination": format!("{b}/tmp"), "type": "tmpfs", "source": "tmpfs"},
+                {"destination": format!("{b}/tmp"), "options": ["remount", "private"]},
+                {
+                    "destination": format!("{b}/rootfs"),
+                    "type": "overlay",
+                    "source": "overlay",
+                    "options": [format!("lowerdir={b}/lower,upperdir={b}/tmp/upper,workdir={b}/tmp/work")]
+                }
+            ],
+            "mkdir": [],
+            "interfaces": [],
+            "bindNS": {"cgroup": "", "ipc": "", "mnt": "", "net": "", "pid": "", "user": "", "uts": ""},
+            "namespace": ""
+        });
+        let got: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(got, want);
+        // Keys in LinuxKit's order, four-space indentation.
+        let text = String::from_utf8(json).unwrap();
+        let order: Vec<usize> = [
+            "\"cgroups\"",
+            "\"mounts\"",
+            "\"mkdir\"",
+            "\"interfaces\"",
+            "\"bindNS\"",
+            "\"namespace\"",
+        ]
+        .iter()
+        .map(|k| text.find(k).unwrap())
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(text.starts_with("{\n    \"cgroups\""), "{text}");
     }
 
     #[test]

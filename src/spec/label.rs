@@ -1,15 +1,33 @@
 //! The image label `org.mobyproject.config` and its precedence: image config < label < YAML.
 //! Only `capabilities.add` and `binds.add` of the YAML add to the label's lists; every other
-//! key set in the YAML replaces the label's value.
+//! key set in the YAML replaces the label's value. `runtime` is merged key by key, and
+//! `runtime.bindNS` namespace by namespace, as LinuxKit does.
 
-use super::ImageSpec;
+use super::{BindNsSpec, ImageSpec, RuntimeSpec};
 
 /// Parse the label body (JSON, or YAML as LinuxKit allows) into an image spec.
 fn parse_label(label: &str) -> Result<ImageSpec, String> {
-    let spec: ImageSpec = match serde_json::from_str(label) {
+    let json = &mut serde_json::Deserializer::from_str(label);
+    let spec: ImageSpec = match serde_path_to_error::deserialize(json) {
         Ok(s) => s,
-        Err(json_err) => serde_saphyr::from_str(label)
-            .map_err(|_| format!("the org.mobyproject.config label is invalid: {json_err}"))?,
+        // Valid JSON that does not fit the schema: say where.
+        Err(e) if e.inner().is_data() => {
+            let key = e.path().to_string();
+            let key = key.replace(".value.", ".");
+            let key = key.trim_end_matches(".value");
+            let at = if key == "." {
+                String::new()
+            } else {
+                format!("{key}: ")
+            };
+            return Err(format!(
+                "the org.mobyproject.config label is invalid: {at}{}",
+                e.inner()
+            ));
+        }
+        // Not JSON: LinuxKit also reads the label as YAML.
+        Err(e) => serde_saphyr::from_str(label)
+            .map_err(|_| format!("the org.mobyproject.config label is invalid: {}", e.inner()))?,
     };
     if spec.name.is_some() {
         return Err("the org.mobyproject.config label may not set `name`".into());
@@ -41,6 +59,35 @@ fn merge_unique<T: Clone, K: PartialEq>(
     }
 }
 
+/// `runtime` of the YAML over the label's: each key set in the YAML wins.
+fn merge_runtime(label: Option<&RuntimeSpec>, yaml: Option<&RuntimeSpec>) -> Option<RuntimeSpec> {
+    let (label, yaml) = match (label, yaml) {
+        (None, None) => return None,
+        (Some(one), None) | (None, Some(one)) => return Some(one.clone()),
+        (Some(label), Some(yaml)) => (label, yaml),
+    };
+    let bind_ns = match (&label.bind_ns, &yaml.bind_ns) {
+        (Some(l), Some(y)) => Some(BindNsSpec {
+            cgroup: y.cgroup.clone().or(l.cgroup.clone()),
+            ipc: y.ipc.clone().or(l.ipc.clone()),
+            mnt: y.mnt.clone().or(l.mnt.clone()),
+            net: y.net.clone().or(l.net.clone()),
+            pid: y.pid.clone().or(l.pid.clone()),
+            user: y.user.clone().or(l.user.clone()),
+            uts: y.uts.clone().or(l.uts.clone()),
+        }),
+        (l, y) => y.clone().or(l.clone()),
+    };
+    Some(RuntimeSpec {
+        cgroups: yaml.cgroups.clone().or(label.cgroups.clone()),
+        mounts: yaml.mounts.clone().or(label.mounts.clone()),
+        mkdir: yaml.mkdir.clone().or(label.mkdir.clone()),
+        interfaces: yaml.interfaces.clone().or(label.interfaces.clone()),
+        bind_ns,
+        namespace: yaml.namespace.clone().or(label.namespace.clone()),
+    })
+}
+
 /// The container config after applying the image's label under the YAML entry `yaml`.
 /// The result keeps `name`, `image` and the source file of `yaml`.
 pub fn resolve_image_config(yaml: &ImageSpec, label: Option<&str>) -> Result<ImageSpec, String> {
@@ -65,6 +112,7 @@ pub fn resolve_image_config(yaml: &ImageSpec, label: Option<&str>) -> Result<Ima
                     .clone()
                     .or_else(|| merge_unique(label.binds.clone(), &yaml.binds_add, |b| b.value.clone())),
                 binds_add: None,
+                runtime: merge_runtime(label.runtime.as_ref(), yaml.runtime.as_ref()),
             }
         };
     }
@@ -97,8 +145,7 @@ pub fn resolve_image_config(yaml: &ImageSpec, label: Option<&str>) -> Result<Ima
         rlimits,
         uid_mappings,
         gid_mappings,
-        annotations,
-        runtime
+        annotations
     ))
 }
 
@@ -153,5 +200,37 @@ mod tests {
         assert!(err.contains("may not set `name`"), "{err}");
         let err = resolve_image_config(&y, Some("{not json")).unwrap_err();
         assert!(err.contains("label is invalid"), "{err}");
+        let err =
+            resolve_image_config(&y, Some(r#"{"readonly":true,"capabilites":[]}"#)).unwrap_err();
+        assert!(
+            err.contains("label is invalid: capabilites: unknown field `capabilites`"),
+            "{err}"
+        );
+        let err = resolve_image_config(&y, Some(r#"{"runtime":{"mkdir":[1]}}"#)).unwrap_err();
+        assert!(
+            err.contains("label is invalid: runtime.mkdir[0]: invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn runtime_merges_key_by_key() {
+        let label = r#"{"runtime":{"mkdir":["/var/lib/a"],"cgroups":["a"],"bindNS":{"net":"/run/netns/a","ipc":"/run/ipc/a"}}}"#;
+        let y = yaml(
+            "name: x\nimage: y\nruntime:\n  cgroups: [b]\n  bindNS:\n    net: /run/netns/b\n  namespace: ns\n",
+        );
+        let r = resolve_image_config(&y, Some(label))
+            .unwrap()
+            .runtime
+            .unwrap();
+        assert_eq!(r.mkdir.unwrap(), ["/var/lib/a"], "kept from the label");
+        assert_eq!(r.cgroups.unwrap(), ["b"], "replaced by the YAML");
+        assert_eq!(r.namespace.as_deref(), Some("ns"));
+        let ns = r.bind_ns.unwrap();
+        assert_eq!(ns.net.as_deref(), Some("/run/netns/b"));
+        assert_eq!(ns.ipc.as_deref(), Some("/run/ipc/a"));
+        assert_eq!(ns.pid, None);
+        let only_label = resolve_image_config(&yaml("name: x\nimage: y\n"), Some(label)).unwrap();
+        assert_eq!(only_label.runtime.unwrap().cgroups.unwrap(), ["a"]);
     }
 }
