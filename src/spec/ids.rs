@@ -44,3 +44,36 @@ impl IdMap {
         self.ids.get(name).copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn every_container_gets_an_id_in_section_order_and_names_resolve() {
+        let spec = crate::spec::load_str(
+            "services:\n  - {name: web, image: x}\n  - {name: db, image: x}\nonshutdown:\n  - {name: save, image: x}\nonboot:\n  - {name: dhcp, image: x}\n  - {name: web, image: x}\n",
+            Path::new("s.yml"),
+            0,
+        )
+        .unwrap();
+        let ids = IdMap::allocate(&spec);
+        // onboot dhcp=100, web=101; onshutdown save=102; services web=103, db=104.
+        assert_eq!(ids.get("dhcp"), Some(100));
+        assert_eq!(ids.get("save"), Some(102));
+        assert_eq!(ids.get("db"), Some(104));
+        assert_eq!(
+            ids.get("web"),
+            Some(103),
+            "a name used twice means its last container"
+        );
+        assert_eq!(ids.resolve(&IdRef::Name("root".into())), Ok(0));
+        assert_eq!(ids.resolve(&IdRef::Number(7)), Ok(7));
+        assert_eq!(ids.resolve(&IdRef::Name("db".into())), Ok(104));
+        assert_eq!(
+            ids.resolve(&IdRef::Name("nobody".into())),
+            Err("nobody".into())
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! key set in the YAML replaces the label's value. `runtime` is merged key by key, and
 //! `runtime.bindNS` namespace by namespace, as LinuxKit does.
 
+use super::load::spec_key;
 use super::{BindNsSpec, ImageSpec, RuntimeSpec};
 
 /// Parse the label body (JSON, or YAML as LinuxKit allows) into an image spec.
@@ -12,10 +13,8 @@ fn parse_label(label: &str) -> Result<ImageSpec, String> {
         Ok(s) => s,
         // Valid JSON that does not fit the schema: say where.
         Err(e) if e.inner().is_data() => {
-            let key = e.path().to_string();
-            let key = key.replace(".value.", ".");
-            let key = key.trim_end_matches(".value");
-            let at = if key == "." {
+            let key = spec_key(&e.path().to_string());
+            let at = if key.is_empty() {
                 String::new()
             } else {
                 format!("{key}: ")

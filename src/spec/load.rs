@@ -60,11 +60,7 @@ impl SpecError {
         message: impl Into<String>,
     ) -> SpecError {
         SpecError::Invalid {
-            origin: Origin {
-                file: file.to_owned(),
-                line: loc.referenced.line() as usize,
-                column: loc.referenced.column() as usize,
-            },
+            origin: Origin::of(file, loc),
             key: key.into(),
             message: message.into(),
         }
@@ -93,6 +89,34 @@ fn bare_message(text: &str) -> String {
     }
 }
 
+/// The message of a YAML error, in the words of a spec author (the parser's own texts for
+/// these name its API).
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    match e.without_snippet() {
+        serde_saphyr::Error::MultipleDocuments { .. } => {
+            "a spec is one YAML document; this file holds several (`---`)".to_string()
+        }
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("key `{k}` is given twice")
+        }
+        serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
+            "a key is given twice".to_string()
+        }
+        other => bare_message(&other.to_string()),
+    }
+}
+
+/// A serde key path as a spec key path: `Spanned` values add an internal `.value` step, and
+/// the document itself (`.`) or an unknown place (`?`) is no key.
+pub(super) fn spec_key(path: &str) -> String {
+    if matches!(path, "." | "?") {
+        return String::new();
+    }
+    path.replace(".value.", ".")
+        .trim_end_matches(".value")
+        .to_string()
+}
+
 /// Parse YAML `text` into `T`, reporting errors as `file:line:column: key.path: message`.
 pub fn parse_located<T: serde::de::DeserializeOwned>(
     text: &str,
@@ -109,39 +133,23 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
         let (line, column) = e
             .location()
             .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
-        // Spanned values add an internal `.value` step to the path; it is not a spec key.
-        let key = key
-            .take()
-            .filter(|k| k != ".")
-            .map(|k| {
-                k.replace(".value.", ".")
-                    .trim_end_matches(".value")
-                    .to_string()
-            })
-            .unwrap_or_default();
         SpecError::Invalid {
             origin: Origin {
                 file: file.to_owned(),
                 line,
                 column,
             },
-            key,
-            message: bare_message(&e.without_snippet().to_string()),
+            key: key.as_deref().map(spec_key).unwrap_or_default(),
+            message: yaml_message(&e),
         }
     })
 }
 
 /// Parse one spec document from `text`; `file` names it in errors and `index` is recorded in
-/// its parts.
+/// its parts. An empty document (nothing, comments, `---` or `~`) is an error.
 pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError> {
-    if text.trim().is_empty()
-        || text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        return Err(SpecError::in_file(file, "", "the spec is empty"));
-    }
-    let mut spec: Spec = parse_located(text, file)?;
+    let mut spec = parse_located::<Option<Spec>>(text, file)?
+        .ok_or_else(|| SpecError::in_file(file, "", "the spec is empty"))?;
     if let Some(k) = &mut spec.kernel {
         k.file = index;
     }
@@ -163,40 +171,6 @@ pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError
     Ok(spec)
 }
 
-/// Merge `later` into `earlier` as LinuxKit does: kernel fields set later win, lists append.
-pub fn merge(mut earlier: Spec, later: Spec) -> Spec {
-    if let Some(k1) = later.kernel {
-        let k0 = earlier.kernel.get_or_insert_with(Default::default);
-        if k1.image.is_some() {
-            k0.image = k1.image;
-            k0.file = k1.file;
-        }
-        if k1.cmdline.is_some() {
-            k0.cmdline = k1.cmdline;
-        }
-        if k1.binary.is_some() {
-            k0.binary = k1.binary;
-        }
-        if k1.tar.is_some() {
-            k0.tar = k1.tar;
-        }
-        if k1.ucode.is_some() {
-            k0.ucode = k1.ucode;
-        }
-    }
-    earlier.init.extend(later.init);
-    earlier.init_files.extend(later.init_files);
-    earlier.onboot.extend(later.onboot);
-    earlier.onshutdown.extend(later.onshutdown);
-    earlier.services.extend(later.services);
-    earlier.files.extend(later.files);
-    earlier.volumes.extend(later.volumes);
-    if later.trust.is_some() {
-        earlier.trust = later.trust;
-    }
-    earlier
-}
-
 /// Read, merge and validate the spec files `paths` (in order).
 pub fn load(paths: &[PathBuf]) -> Result<LoadedSpec, SpecError> {
     let mut merged: Option<Spec> = None;
@@ -214,16 +188,21 @@ pub fn load(paths: &[PathBuf]) -> Result<LoadedSpec, SpecError> {
             ));
         }
         merged = Some(match merged {
-            Some(m) => merge(m, spec),
+            Some(m) => super::merge::merge(m, spec),
             None => spec,
         });
     }
     let spec =
         merged.ok_or_else(|| SpecError::in_file(Path::new("-"), "", "no spec file given"))?;
+    finish(spec, paths.to_vec(), warnings)
+}
+
+/// Allocate the ids of a merged `spec` read from `files`, then validate it.
+fn finish(spec: Spec, files: Vec<PathBuf>, warnings: Vec<String>) -> Result<LoadedSpec, SpecError> {
     let loaded = LoadedSpec {
         ids: IdMap::allocate(&spec),
         spec,
-        files: paths.to_vec(),
+        files,
         warnings,
     };
     validate::validate(&loaded)?;
@@ -251,46 +230,6 @@ impl fmt::Display for LoadedSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let files: Vec<String> = self.files.iter().map(|p| p.display().to_string()).collect();
         write!(f, "{}", files.join(" + "))
-    }
-}
-
-/// Replace every registry image reference of `spec` by what `pin` gives for it.
-pub fn pin_images(spec: &mut super::Spec, pin: &dyn Fn(&str) -> Option<String>) {
-    let mut apply = |loc: &mut Loc<String>| {
-        if let Some(p) = pin(&loc.value) {
-            loc.value = p;
-        }
-    };
-    if let Some(image) = spec.kernel.as_mut().and_then(|k| k.image.as_mut()) {
-        apply(image);
-    }
-    spec.init.iter_mut().for_each(&mut apply);
-    for c in spec
-        .onboot
-        .iter_mut()
-        .chain(&mut spec.onshutdown)
-        .chain(&mut spec.services)
-    {
-        if let Some(image) = c.image.as_mut() {
-            apply(image);
-        }
-    }
-    for v in &mut spec.volumes {
-        if let Some(image) = v.image.as_mut() {
-            apply(image);
-        }
-    }
-}
-
-impl super::Spec {
-    /// The spec as YAML (for `--dry-run` and `metadata: yaml`).
-    pub fn to_yaml(&self) -> Result<String, String> {
-        serde_saphyr::to_string(self).map_err(|e| e.to_string())
-    }
-
-    /// The spec as JSON (for `metadata: json`).
-    pub fn to_json(&self) -> Result<String, String> {
-        serde_json::to_string_pretty(self).map_err(|e| e.to_string())
     }
 }
 
@@ -324,8 +263,66 @@ mod tests {
         assert!(e.starts_with("s.yml:4:15: services[0].readonly: "), "{e}");
         let e = err("init: [a\n");
         assert!(e.starts_with("s.yml:1:"), "{e}");
-        let e = err("# nothing\n");
-        assert_eq!(e, "s.yml: the spec is empty");
+        for empty in ["", "# nothing\n", "---\n", "~\n", "\n\n"] {
+            assert_eq!(err(empty), "s.yml: the spec is empty", "{empty:?}");
+        }
+        assert_eq!(
+            err("init: [a:1]\n---\ninit: [b:1]\n"),
+            "s.yml:3:1: a spec is one YAML document; this file holds several (`---`)"
+        );
+        assert_eq!(
+            err("init: [a:1]\ninit: [b:1]\n"),
+            "s.yml:2:1: key `init` is given twice"
+        );
+        let e = err("- a\n");
+        assert!(e.starts_with("s.yml:1:1: "), "{e}");
+        let e = err("kernel: [a]\n");
+        assert!(e.starts_with("s.yml:1:9: kernel: "), "{e}");
+        let e = err("services:\n  - name: a\n    image: b\n    command: /bin/sh\n");
+        assert!(e.starts_with("s.yml:4:14: services[0].command: "), "{e}");
+        let e = err("files:\n  - contents: x\n");
+        assert!(
+            e.starts_with("s.yml:2:5: files[0]: missing field `path`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope.yml");
+        let e = load(std::slice::from_ref(&path)).unwrap_err();
+        assert!(matches!(e, SpecError::Read { .. }));
+        assert!(
+            e.to_string().starts_with(&format!("{}: ", path.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn modes_are_octal_quoted_or_not() {
+        let spec = load_str(
+            "files:\n  - path: a\n    contents: x\n    mode: 0600\n  - path: b\n    directory: true\n    mode: \"0755\"\n  - path: c\n    contents: x\n    mode: 644\n",
+            Path::new("s.yml"),
+            0,
+        )
+        .unwrap();
+        let modes: Vec<u32> = spec
+            .files
+            .iter()
+            .map(|f| f.mode.as_ref().unwrap().value.0)
+            .collect();
+        assert_eq!(modes, [0o600, 0o755, 0o644]);
+        let e = err("files:\n  - path: etc/x\n    contents: hi\n    mode: 0999\n");
+        assert!(
+            e.starts_with("s.yml:4:11: files[0].mode: mode \"0999\" is not an octal number"),
+            "{e}"
+        );
+        let e = err("files:\n  - path: etc/x\n    contents: hi\n    mode: rwx\n");
+        assert!(
+            e.starts_with("s.yml:4:11: files[0].mode: mode \"rwx\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -355,6 +352,20 @@ mod tests {
         assert!(
             e.starts_with("s.yml:2:5: init[0]: invalid repository name"),
             "{e}"
+        );
+        let e = err(
+            "onboot:\n  - name: a\n    image: b\nservices:\n  - name: c\n    image: d\n    additionalGids: [a, 5, ghost]\n",
+        );
+        assert_eq!(
+            e,
+            "s.yml:7:28: services[0].additionalGids[2]: \"ghost\" is neither a number, root, nor a container name"
+        );
+        let e = err("files:\n  - path: etc/x\n    contents: hi\n    gid: ghost\n");
+        assert!(e.starts_with("s.yml:4:10: files[0].gid: \"ghost\""), "{e}");
+        let e = err("init:\n  - \"@pkg:\"\n");
+        assert_eq!(
+            e,
+            "s.yml:2:5: init[0]: `@pkg:` needs the path of a package folder"
         );
         let e = err("files:\n  - path: etc/x\n    contents: a\n    source: b\n");
         assert!(
@@ -415,10 +426,50 @@ mod tests {
 
     #[test]
     fn pinned_yaml_loads_back() {
-        let text = "kernel:\n  image: k:1\n  cmdline: console=ttyS0\ninit: [i:1]\nservices:\n  - name: s\n    image: x:2\n    capabilities: [CAP_CHOWN]\n    binds.add: [\"/a:/a\"]\nfiles:\n  - path: etc/f\n    contents: hi\n    mode: \"0644\"\n";
+        let text = r#"kernel:
+  image: k:1
+  cmdline: console=ttyS0
+  tar: none
+init: [i:1, "@pkg:pkg/init"]
+onboot:
+  - name: sysctl
+    image: s:1
+    readonly: true
+    devices: [{path: /dev/fuse, type: c, major: 10, minor: 229, mode: "0666"}]
+    runtime:
+      mkdir: [/var/lib/x]
+      bindNS: {net: /run/netns/n}
+      interfaces: [{name: eth1, add: veth, peer: veth1, createInRoot: true}]
+services:
+  - name: s
+    image: x:2
+    capabilities: [CAP_CHOWN]
+    binds.add: ["/a:/a"]
+    uid: sysctl
+    additionalGids: [sysctl, 5]
+    env: ["A=yes", "B=0600"]
+    sysctl: {net.ipv4.ip_forward: "1"}
+    rlimits: ["nofile,1024,unlimited"]
+    resources: {memory: {limit: 1048576}}
+    mounts: [{destination: /x, type: bind, source: /y, options: [rbind, ro]}]
+files:
+  - path: etc/f
+    contents: "yes"
+    mode: 0644
+    uid: root
+  - path: etc/d
+    directory: true
+volumes:
+  - name: v
+    image: y:3
+    format: oci
+    platforms: [linux/amd64]
+"#;
         let mut spec = load_str(text, Path::new("s.yml"), 0).unwrap();
         let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        pin_images(&mut spec, &|r| Some(format!("{r}@{digest}")));
+        crate::spec::pin_images(&mut spec, &|r| {
+            (!r.starts_with(crate::spec::PKG_PREFIX)).then(|| format!("{r}@{digest}"))
+        });
         let yaml = spec.to_yaml().unwrap();
         let back = load_str(&yaml, Path::new("out.yml"), 0).unwrap();
         assert_eq!(back.services[0].image(), format!("x:2@{digest}"));
@@ -428,6 +479,81 @@ mod tests {
             "/a:/a"
         );
         assert_eq!(back.to_yaml().unwrap(), yaml);
+        assert_eq!(back.files[0].contents.as_deref(), Some("yes"));
+        assert_eq!(back.services[0].env.as_ref().unwrap()[1], "B=0600");
+        assert_eq!(
+            back.init[1].value, "@pkg:pkg/init",
+            "packages are not pinned"
+        );
+        assert_eq!(
+            back.onboot[0]
+                .runtime
+                .as_ref()
+                .unwrap()
+                .interfaces
+                .as_ref()
+                .unwrap()[0]
+                .peer,
+            "veth1"
+        );
+        assert_eq!(
+            back.volumes[0].image.as_ref().unwrap().value,
+            format!("y:3@{digest}")
+        );
+        assert_eq!(back.kernel.as_ref().unwrap().tar.as_deref(), Some("none"));
+        // The JSON form (metadata: json) reads back too.
+        let json = back.to_json().unwrap();
+        let from_json: crate::spec::Spec = serde_json::from_str(&json).unwrap();
+        assert_eq!(from_json.to_yaml().unwrap(), yaml);
+    }
+
+    #[test]
+    fn spec_shaped_input_never_panics() {
+        use proptest::prelude::*;
+        let line = prop::sample::select(vec![
+            "kernel:",
+            "  image: k:1",
+            "  cmdline: x",
+            "init:",
+            "  - i:1",
+            "  - \"@pkg:p\"",
+            "onboot:",
+            "services:",
+            "  - name: a",
+            "    image: b",
+            "    capabilities: [all]",
+            "    capabilities.add: [CAP_X]",
+            "    binds: [\"/a:/b:ro\"]",
+            "    uid: a",
+            "    gid: 9",
+            "    additionalGids: [a, 1]",
+            "    rlimits: [\"nofile,1,2\"]",
+            "    mode: 0600",
+            "    runtime:",
+            "      bindNS: {net: /x}",
+            "    devices: [{path: all, type: a}]",
+            "files:",
+            "  - path: etc/x",
+            "    contents: |",
+            "      text",
+            "    mode: \"0644\"",
+            "    uid: root",
+            "volumes:",
+            "  - name: v",
+            "    format: oci",
+            "trust: {org: [x]}",
+            "---",
+            "&a x: *a",
+            "  - {",
+            "- ]",
+            "\t",
+            "",
+        ]);
+        proptest!(ProptestConfig::with_cases(500), |(lines in prop::collection::vec(line, 0..24))| {
+            if let Ok(spec) = load_str(&lines.join("\n"), Path::new("p.yml"), 0) {
+                let _ = finish(spec, vec![PathBuf::from("p.yml")], Vec::new());
+            }
+        });
     }
 
     #[test]

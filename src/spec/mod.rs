@@ -6,6 +6,8 @@ mod capabilities;
 mod ids;
 mod label;
 mod load;
+mod merge;
+mod refs;
 mod scalar;
 mod validate;
 
@@ -17,7 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use capabilities::{ALL_CAPABILITIES, is_known_capability};
 pub use ids::IdMap;
 pub use label::resolve_image_config;
-pub use load::{LoadedSpec, SpecError, load, load_str, parse_located, pin_images};
+pub use load::{LoadedSpec, SpecError, load, load_str, parse_located};
+pub use merge::merge;
+pub use refs::{ImageRef, ImageUse, pin_images};
 pub use scalar::{IdRef, Mode};
 pub use validate::{Rlimit, parse_rlimit};
 
@@ -475,6 +479,17 @@ pub struct Origin {
     pub line: usize,
     /// 1-based column (0 when unknown).
     pub column: usize,
+}
+
+impl Origin {
+    /// Where `loc` was written in `file`.
+    pub fn of<T>(file: &std::path::Path, loc: &Loc<T>) -> Origin {
+        Origin {
+            file: file.to_owned(),
+            line: loc.referenced.line() as usize,
+            column: loc.referenced.column() as usize,
+        }
+    }
 }
 
 impl std::fmt::Display for Origin {

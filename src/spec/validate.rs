@@ -81,7 +81,15 @@ fn valid_name(name: &str) -> bool {
 
 /// Check an image reference (`@pkg:` ones are checked when packages are resolved).
 fn check_reference(file: &Path, loc: &Loc<String>, key: &str) -> Result<(), SpecError> {
-    if loc.value.starts_with(PKG_PREFIX) {
+    if let Some(path) = loc.value.strip_prefix(PKG_PREFIX) {
+        if path.trim().is_empty() {
+            return Err(SpecError::at(
+                file,
+                loc,
+                key,
+                "`@pkg:` needs the path of a package folder",
+            ));
+        }
         return Ok(());
     }
     Reference::parse(&loc.value).map(|_| ()).map_err(|e| {

@@ -1,0 +1,39 @@
+//! The merge of several spec files, as LinuxKit does it: kernel fields set in a later file win
+//! field by field, every list (init, onboot, onshutdown, services, files, volumes) is appended.
+//! Duplicates are looked for afterwards, on the merged spec.
+
+use super::Spec;
+
+/// Merge `later` into `earlier` as LinuxKit does: kernel fields set later win, lists append.
+pub fn merge(mut earlier: Spec, later: Spec) -> Spec {
+    if let Some(k1) = later.kernel {
+        let k0 = earlier.kernel.get_or_insert_with(Default::default);
+        if k1.image.is_some() {
+            k0.image = k1.image;
+            k0.file = k1.file;
+        }
+        if k1.cmdline.is_some() {
+            k0.cmdline = k1.cmdline;
+        }
+        if k1.binary.is_some() {
+            k0.binary = k1.binary;
+        }
+        if k1.tar.is_some() {
+            k0.tar = k1.tar;
+        }
+        if k1.ucode.is_some() {
+            k0.ucode = k1.ucode;
+        }
+    }
+    earlier.init.extend(later.init);
+    earlier.init_files.extend(later.init_files);
+    earlier.onboot.extend(later.onboot);
+    earlier.onshutdown.extend(later.onshutdown);
+    earlier.services.extend(later.services);
+    earlier.files.extend(later.files);
+    earlier.volumes.extend(later.volumes);
+    if later.trust.is_some() {
+        earlier.trust = later.trust;
+    }
+    earlier
+}
