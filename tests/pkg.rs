@@ -241,3 +241,167 @@ fn redis_package_builds_for_three_architectures() {
         "{config}"
     );
 }
+
+#[test]
+fn kernel_package_holds_each_architectures_kernel_and_only_the_listed_modules() {
+    // `osbuild/kernel:6.1-debian` in the fixture registry is `pkg/kernel`, built once per run.
+    env();
+    let s = Scratch::new();
+    let o = s.osbuild(&["inspect", "--json", "osbuild/kernel:6.1-debian"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(
+        v["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64", "linux/s390x"])
+    );
+    let spec = s.spec(
+        "k.yml",
+        "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: console=ttyS0\ninit:\n  - osbuild/busybox-init:1\n",
+    );
+    let out = s.out();
+    for (arch, kernel_kind, module_machine) in [
+        ("amd64", "Linux kernel x86 boot executable", "x86-64"),
+        ("arm64", "Linux kernel ARM64 boot executable", "ARM aarch64"),
+        ("s390x", "", "IBM S/390"),
+    ] {
+        ok(&s.osbuild(&[
+            "build",
+            "--arch",
+            arch,
+            "--compress",
+            "none",
+            "--name",
+            arch,
+            "--dir",
+            out.to_str().unwrap(),
+            spec.to_str().unwrap(),
+        ]));
+        let kernel = out.join(format!("{arch}-kernel"));
+        let kind = ok(&Command::new("file")
+            .args(["-bz"])
+            .arg(&kernel)
+            .output()
+            .unwrap());
+        assert!(kind.contains(kernel_kind), "{arch} kernel: {kind}");
+        let initrd = out.join(format!("{arch}-initrd.img"));
+        let listing = ok(&Command::new("sh")
+            .arg("-c")
+            .arg("cpio -it --quiet < \"$0\"")
+            .arg(&initrd)
+            .output()
+            .unwrap());
+        let modules: Vec<&str> = listing
+            .lines()
+            .filter(|l| l.starts_with("lib/modules/") && l.ends_with(".ko"))
+            .collect();
+        let has = |name: &str| modules.iter().any(|m| m.ends_with(&format!("/{name}.ko")));
+        assert!(has("virtio_net") && has("isofs"), "{arch}: {modules:?}");
+        assert!(
+            !has("e1000") && !has("btrfs"),
+            "{arch}: unlisted modules shipped"
+        );
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with("lib/modules/") && l.ends_with("/modules.dep")),
+            "{arch}: no modules.dep"
+        );
+        let net = modules
+            .iter()
+            .find(|m| m.ends_with("/virtio_net.ko"))
+            .unwrap();
+        let body = Command::new("sh")
+            .arg("-c")
+            .arg("cpio -i --quiet --to-stdout \"$1\" < \"$0\"")
+            .arg(&initrd)
+            .arg(net)
+            .output()
+            .unwrap();
+        let module = s.dir.path().join(format!("virtio_net-{arch}.ko"));
+        std::fs::write(&module, &body.stdout).unwrap();
+        let kind = ok(&Command::new("file")
+            .arg("-b")
+            .arg(&module)
+            .output()
+            .unwrap());
+        assert!(
+            kind.contains("ELF 64-bit")
+                && kind.contains("relocatable")
+                && kind.contains(module_machine),
+            "{arch} module: {kind}"
+        );
+    }
+}
+
+/// Everything under `cache` that is a file, relative to it.
+fn cache_files(cache: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(cache, cache, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn builder_failures_name_the_cause_and_leave_the_cache_clean() {
+    let s = Scratch::new();
+    let write = |name: &str, text: &str| {
+        let dir = s.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("build.yml"), text).unwrap();
+        dir.display().to_string()
+    };
+    let missing_deb = write(
+        "nodeb",
+        "image: x\narches: [arm64]\nbuilder:\n  debian:\n    include: [no-such-package-osbuild]\n",
+    );
+    let o = osbuild_in(&s.cache(), &["pkg", "build", &missing_deb]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(
+            "nodeb/build.yml: debian builder for arm64: mmdebstrap: Unable to locate package no-such-package-osbuild"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let missing_module = write(
+        "nomod",
+        "image: k\narches: [amd64]\nbuilder:\n  kernel:\n    modules: [virtio_net, no_such_module]\n",
+    );
+    let o = osbuild_in(&s.cache(), &["pkg", "build", &missing_module]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("nomod/build.yml:5:27: builder.kernel.modules[1]: no module \"no_such_module\" in linux-image-amd64 (6.1."),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    // Nothing was tagged and nothing half-written is left behind.
+    let files = cache_files(&s.cache());
+    assert!(files.iter().all(|f| !f.starts_with("tmp/")), "{files:?}");
+    let index = std::fs::read_to_string(s.cache().join("index.json")).unwrap_or_default();
+    assert!(
+        !index.contains("osbuild/k:") && !index.contains("osbuild/x:"),
+        "{index}"
+    );
+    // A missing host tool is named with the package that provides it.
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(["pkg", "build", &missing_deb, "--cache"])
+        .arg(s.cache())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("mmdebstrap is not installed: apt-get install mmdebstrap"),
+        "{}",
+        stderr(&o)
+    );
+}

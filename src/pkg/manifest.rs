@@ -51,6 +51,24 @@ pub enum Builder {
     Files(Vec<FileEntry>),
     /// Debian packages of the target architecture.
     Debian(DebianBuilder),
+    /// A Debian kernel in LinuxKit layout.
+    Kernel(KernelBuilder),
+}
+
+/// The `kernel` builder's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelBuilder {
+    /// The Debian kernel package; `{arch}` becomes the Debian architecture
+    /// (default `linux-image-{arch}`, Debian's current kernel).
+    #[serde(default)]
+    pub package: Option<String>,
+    /// Debian suite (default `bookworm`).
+    #[serde(default)]
+    pub suite: Option<String>,
+    /// Modules to carry, with everything they depend on; every module when absent.
+    #[serde(default)]
+    pub modules: Option<Vec<Loc<String>>>,
 }
 
 /// The `debian` builder's settings.
@@ -178,7 +196,7 @@ mod tests {
     fn errors_are_located() {
         assert_eq!(
             load("image: x\nbuilder:\n  docker: {}\n").unwrap_err(),
-            "P/build.yml:3:3: builder: unknown variant `docker`, expected one of files, debian"
+            "P/build.yml:3:3: builder: unknown variant `docker`, expected one of files, debian, kernel"
         );
         assert_eq!(
             load("image: x\narches: [riscv64]\nbuilder:\n  files: []\n").unwrap_err(),

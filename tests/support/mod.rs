@@ -7,16 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use osbuild_testenv::fixtures::{Environment, TEST_MODULES};
-use osbuild_testenv::kernel::ModuleSet;
+use osbuild_testenv::fixtures::Environment;
 
 /// The fixture registry shared by the tests of this binary.
 pub fn env() -> &'static Environment {
     static ENV: OnceLock<Environment> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let modules = ModuleSet::Closure(TEST_MODULES.iter().map(|m| m.to_string()).collect());
-        Environment::start(&modules).expect("fixture registry")
-    })
+    ENV.get_or_init(|| Environment::start().expect("fixture registry"))
 }
 
 /// The repository root.

@@ -2,6 +2,7 @@
 //! unpacked by `mmdebstrap --variant=extract` (no maintainer scripts, so foreign architectures
 //! need no emulation), then cut down to the paths the program needs.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::flatten::apply_layer;
@@ -18,6 +19,54 @@ pub struct Built {
     pub scratch: tempfile::TempDir,
 }
 
+/// The Debian release packages come from unless a builder names another.
+pub const DEFAULT_SUITE: &str = "bookworm";
+
+/// Unpack `packages` (and what they depend on) of `arch` from Debian `suite` to `out`: a
+/// directory, or a tar archive when `out` ends in `.tar`. `builder` names the caller in errors.
+pub fn unpack(
+    package: &Package,
+    builder: &str,
+    packages: &[String],
+    arch: Arch,
+    suite: &str,
+    out: &Path,
+    mtime: i64,
+) -> Result<(), PkgError> {
+    let output = Command::new("mmdebstrap")
+        .args(["--variant=extract", "--architectures", arch.oci()])
+        .arg(format!("--include={}", packages.join(",")))
+        .arg(suite)
+        .arg(out)
+        .env("SOURCE_DATE_EPOCH", mtime.to_string())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                PkgError::Usage("mmdebstrap is not installed: apt-get install mmdebstrap".into())
+            }
+            _ => PkgError::io(out, e),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&output.stderr);
+    let reason = first_error(&err).unwrap_or("failed");
+    Err(PkgError::Usage(format!(
+        "{}: {builder} builder for {arch}: mmdebstrap: {reason}",
+        package.dir.join("build.yml").display()
+    )))
+}
+
+/// The first error apt or mmdebstrap reported (apt's own, such as a package that does not
+/// exist, comes before mmdebstrap's summary of it).
+fn first_error(stderr: &str) -> Option<&str> {
+    stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("E: "))
+        .find(|l| !l.starts_with("apt download failed") && !l.starts_with("mmdebstrap failed"))
+        .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+}
+
 /// Unpack `spec.include` for `arch` and keep what `spec.keep` selects.
 pub fn build(
     package: &Package,
@@ -30,37 +79,8 @@ pub fn build(
         .tempdir()
         .map_err(|e| PkgError::io(&std::env::temp_dir(), e))?;
     let out = scratch.path().join("rootfs.tar");
-    let suite = spec.suite.as_deref().unwrap_or("bookworm");
-    let output = Command::new("mmdebstrap")
-        .args([
-            "--quiet",
-            "--variant=extract",
-            "--architectures",
-            arch.oci(),
-        ])
-        .arg(format!("--include={}", spec.include.join(",")))
-        .arg(suite)
-        .arg(&out)
-        .env("SOURCE_DATE_EPOCH", mtime.to_string())
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                PkgError::Usage("mmdebstrap is not installed: apt-get install mmdebstrap".into())
-            }
-            _ => PkgError::io(&out, e),
-        })?;
-    if !output.status.success() {
-        let err = String::from_utf8_lossy(&output.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("failed");
-        return Err(PkgError::Usage(format!(
-            "{}: debian builder for {arch}: mmdebstrap: {last}",
-            package.dir.join("build.yml").display()
-        )));
-    }
+    let suite = spec.suite.as_deref().unwrap_or(DEFAULT_SUITE);
+    unpack(package, "debian", &spec.include, arch, suite, &out, mtime)?;
     let mut tree = Tree::new(mtime);
     apply_layer(&mut tree, &out).map_err(|e| PkgError::Usage(e.to_string()))?;
     if !spec.keep.is_empty() {
@@ -114,6 +134,13 @@ mod tests {
     use super::*;
     use crate::tree::{Content, Leaf, LeafKind, Meta, dump};
     use std::sync::Arc;
+
+    #[test]
+    fn the_first_apt_error_is_reported() {
+        let stderr = "I: running apt-get update...\nE: Unable to locate package nope\nE: apt download failed: E: apt-get --yes install nope failed\nE: mmdebstrap failed to run\n";
+        assert_eq!(first_error(stderr), Some("Unable to locate package nope"));
+        assert_eq!(first_error("odd\n\n"), Some("odd"));
+    }
 
     #[test]
     fn keep_selects_paths_their_parents_and_everything_below() {

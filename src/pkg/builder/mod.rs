@@ -2,6 +2,7 @@
 
 pub mod debian;
 mod files;
+pub mod kernel;
 
 use super::{Package, PkgError};
 use crate::image::Arch;
@@ -25,6 +26,13 @@ pub fn root_filesystem(package: &Package, arch: Arch, mtime: i64) -> Result<Root
         }),
         Builder::Debian(spec) => {
             let built = debian::build(package, spec, arch, mtime)?;
+            Ok(RootFs {
+                tree: built.tree,
+                scratch: Some(built.scratch),
+            })
+        }
+        Builder::Kernel(spec) => {
+            let built = kernel::build(package, spec, arch, mtime)?;
             Ok(RootFs {
                 tree: built.tree,
                 scratch: Some(built.scratch),

@@ -4,28 +4,24 @@
 //! | image | what |
 //! |---|---|
 //! | `osbuild/busybox:1` | Debian's static busybox, `Cmd` `/bin/sh`, a LinuxKit label |
-//! | `osbuild/busybox-init:1` | busybox and an `/init` script that reports and powers off |
-//! | `osbuild/kernel:6.1-debian` | a Debian kernel in LinuxKit layout with a module set |
+//! | `osbuild/busybox-init:1` | busybox and an `/init` script that reports and powers off (amd64, arm64, s390x) |
+//! | `osbuild/kernel:6.1-debian` | `pkg/kernel`: Debian kernels for virtio guests (amd64, arm64, s390x) |
 //! | `osbuild/layers:1` | three layers exercising every layer rule |
 //! | `osbuild/multiarch:1` | an index with amd64 and arm64 images marking their arch |
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use osbuild::image::layout::{ImageSpec, write_image, write_index};
 use osbuild::image::{Arch, Cache, PullPolicy, Puller, Reference, RegistryOptions};
-use osbuild::output::tar::{TarOptions, write_tar};
 use osbuild::progress::Reporter;
 
-use crate::kernel::{ModuleSet, debian_kernel};
 use crate::registry::Registry;
-use crate::trees;
+use crate::{packages, trees};
 
-/// The kernel modules of the small kernel fixture (virtio networking and block, for QEMU).
-pub const TEST_MODULES: [&str; 4] = ["virtio_pci", "virtio_net", "virtio_blk", "virtio_rng"];
+/// The architectures the boot fixtures are built for.
+pub const BOOT_ARCHES: [Arch; 3] = [Arch::Amd64, Arch::Arm64, Arch::S390x];
 
 /// The LinuxKit label of the busybox fixture.
 pub const BUSYBOX_LABEL: &str =
@@ -37,6 +33,7 @@ pub struct Pusher {
     pub cache: Cache,
     _cache_dir: tempfile::TempDir,
     puller: Puller,
+    opts: RegistryOptions,
     runtime: tokio::runtime::Runtime,
     registry: String,
 }
@@ -59,7 +56,7 @@ impl Pusher {
         };
         let puller = Puller::new(
             cache.clone(),
-            opts,
+            opts.clone(),
             PullPolicy::default(),
             Reporter::quiet(),
         );
@@ -67,6 +64,7 @@ impl Pusher {
             cache,
             _cache_dir: dir,
             puller,
+            opts,
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -116,51 +114,39 @@ impl Pusher {
     }
 }
 
-/// Write the `kernel.tar` of `modules_root` once under `dir`; returns its path.
-fn kernel_tar(dir: &Path, modules_root: &Path, key: &str) -> Result<PathBuf> {
-    let path = dir.join(format!("kernel-{key}.tar"));
-    if path.exists() {
-        return Ok(path);
-    }
-    let tree = trees::modules(modules_root)?;
-    let tmp = dir.join(format!(".kernel-{key}.tar.tmp"));
-    let mut out = BufWriter::new(fs::File::create(&tmp)?);
-    write_tar(&tree, &mut out, &TarOptions::default())?;
-    std::io::Write::flush(&mut out)?;
-    drop(out);
-    fs::rename(&tmp, &path)?;
-    Ok(path)
+/// Build the repository package in `dir` (once per run, in the shared cache) and push its
+/// index as `osbuild/TAG_NAME`.
+pub fn push_package(pusher: &Pusher, dir: &Path, name: &str) -> Result<Reference> {
+    let (cache, pinned) = packages::build(dir)?;
+    let digest = pinned
+        .digest
+        .clone()
+        .context("package reference without digest")?;
+    let tagged = Reference {
+        digest: None,
+        ..pinned.clone()
+    };
+    let desc = cache
+        .resolve(&tagged.to_string())?
+        .filter(|d| d.digest().to_string() == digest)
+        .context("package index missing from the shared cache")?;
+    let puller = Puller::new(
+        cache,
+        pusher.opts.clone(),
+        PullPolicy::default(),
+        Reporter::quiet(),
+    );
+    let target = pusher.reference(name)?;
+    pusher
+        .runtime
+        .block_on(puller.push(&desc, &target))
+        .with_context(|| format!("pushing {target}"))?;
+    Ok(target)
 }
 
-/// Push the kernel fixture (`osbuild/kernel:TAG`) for `arch` with `modules`.
-pub fn push_kernel(
-    pusher: &Pusher,
-    tag: &str,
-    arch: &str,
-    modules: &ModuleSet,
-) -> Result<Reference> {
-    let dir = crate::fixtures_dir();
-    let kernel = debian_kernel(&dir, arch)?;
-    let modules_root = kernel.modules(&dir, modules)?;
-    let key = match modules {
-        ModuleSet::All => format!("{}-all", kernel.release),
-        ModuleSet::Closure(m) => format!("{}-{}", kernel.release, m.join("+")),
-    };
-    let lock = fs::File::create(dir.join(".kernel-tar.lock"))?;
-    lock.lock()?;
-    let tar = kernel_tar(&dir, &modules_root, &key)?;
-    drop(lock);
-    let tree = trees::kernel(&kernel.image, &tar, &kernel.system_map, &kernel.config)?;
-    let spec = ImageSpec {
-        layers: vec![&tree],
-        cmd: vec!["/bin/false".into()],
-        ..ImageSpec::default()
-    };
-    let oci_arch: Arch = arch.parse().map_err(anyhow::Error::msg)?;
-    pusher.push(&format!("osbuild/kernel:{tag}"), &spec, oci_arch)
-}
-
-/// Push every standard fixture but the kernel; returns their references by short name.
+/// Push every standard fixture: busybox, the busybox init for each of [`BOOT_ARCHES`], the
+/// layer and multi-arch fixtures, and `pkg/kernel` as `osbuild/kernel:6.1-debian`; returns
+/// their references by short name.
 pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference>> {
     let mut out = BTreeMap::new();
     let busybox = trees::busybox()?;
@@ -183,17 +169,13 @@ pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference
             Arch::Amd64,
         )?,
     );
-    let init = trees::busybox_init()?;
+    out.insert("busybox-init", push_multiarch_init(pusher, &BOOT_ARCHES)?);
     out.insert(
-        "busybox-init",
-        pusher.push(
-            "osbuild/busybox-init:1",
-            &ImageSpec {
-                layers: vec![&init],
-                cmd: vec!["/init".into()],
-                ..ImageSpec::default()
-            },
-            Arch::Amd64,
+        "kernel",
+        push_package(
+            pusher,
+            &packages::package_dir("kernel"),
+            "osbuild/kernel:6.1-debian",
         )?,
     );
     let layers = trees::three_layers()?;
@@ -238,26 +220,12 @@ pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference
     Ok(out)
 }
 
-/// Push `osbuild/kernel:6.1-debian` and `osbuild/busybox-init:1` as indexes holding an image
-/// for each of `arches` (Debian kernels with [`TEST_MODULES`], Debian's busybox-static of each
-/// architecture), so one spec builds for all of them with `--arch`.
-pub fn push_multiarch_boot(pusher: &Pusher, arches: &[Arch]) -> Result<()> {
+/// Push `osbuild/busybox-init:1` as an index holding an image for each of `arches` (Debian's
+/// busybox-static of each architecture), so one spec builds for all of them with `--arch`.
+pub fn push_multiarch_init(pusher: &Pusher, arches: &[Arch]) -> Result<Reference> {
     let dir = crate::fixtures_dir();
-    let modules = ModuleSet::Closure(TEST_MODULES.iter().map(|m| m.to_string()).collect());
-    let mut kernels = Vec::new();
     let mut inits = Vec::new();
     for arch in arches {
-        let kernel = debian_kernel(&dir, arch.oci())?;
-        let root = kernel.modules(&dir, &modules)?;
-        let key = format!("{}-{}", kernel.release, TEST_MODULES.join("+"));
-        let lock = fs::File::create(dir.join(".kernel-tar.lock"))?;
-        lock.lock()?;
-        let tar = kernel_tar(&dir, &root, &key)?;
-        drop(lock);
-        kernels.push((
-            *arch,
-            trees::kernel(&kernel.image, &tar, &kernel.system_map, &kernel.config)?,
-        ));
         let busybox = if *arch == Arch::host() {
             PathBuf::from("/bin/busybox")
         } else {
@@ -267,20 +235,6 @@ pub fn push_multiarch_boot(pusher: &Pusher, arches: &[Arch]) -> Result<()> {
         };
         inits.push((*arch, trees::busybox_init_from(&busybox)?));
     }
-    let kernel_specs: Vec<(Arch, ImageSpec<'_>)> = kernels
-        .iter()
-        .map(|(a, t)| {
-            (
-                *a,
-                ImageSpec {
-                    layers: vec![t],
-                    cmd: vec!["/bin/false".into()],
-                    ..ImageSpec::default()
-                },
-            )
-        })
-        .collect();
-    pusher.push_index("osbuild/kernel:6.1-debian", &kernel_specs)?;
     let init_specs: Vec<(Arch, ImageSpec<'_>)> = inits
         .iter()
         .map(|(a, t)| {
@@ -294,8 +248,7 @@ pub fn push_multiarch_boot(pusher: &Pusher, arches: &[Arch]) -> Result<()> {
             )
         })
         .collect();
-    pusher.push_index("osbuild/busybox-init:1", &init_specs)?;
-    Ok(())
+    pusher.push_index("osbuild/busybox-init:1", &init_specs)
 }
 
 /// Push `osbuild/redis:7-debian`: Debian's redis-server and its libraries.
@@ -338,15 +291,11 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// Start a registry and push the fixtures; `modules` picks the kernel's module set.
-    pub fn start(modules: &ModuleSet) -> Result<Environment> {
+    /// Start a registry and push the standard fixtures.
+    pub fn start() -> Result<Environment> {
         let registry = Registry::start()?;
         let pusher = Pusher::new(&registry.addr())?;
-        let mut images = push_standard(&pusher)?;
-        images.insert(
-            "kernel",
-            push_kernel(&pusher, "6.1-debian", "amd64", modules)?,
-        );
+        let images = push_standard(&pusher)?;
         Ok(Environment { registry, images })
     }
 

@@ -1,9 +1,9 @@
-//! Test environment for osbuild: a real OCI registry on loopback, Debian kernels, and fixture
-//! images built from real binaries and pushed to the registry.
+//! Test environment for osbuild: a real OCI registry on loopback, the repository's packages
+//! (the kernel among them) built once per run, and fixture images built from real binaries and pushed to the registry.
 
 pub mod debian;
 pub mod fixtures;
-pub mod kernel;
+pub mod packages;
 pub mod qemu;
 pub mod registry;
 pub mod trees;

@@ -7,14 +7,14 @@
 //!   the seconds it took.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use osbuild::output::compress::{Compression, Compressor};
-use osbuild_testenv::fixtures::{Environment, Pusher, push_kernel, push_redis};
-use osbuild_testenv::kernel::ModuleSet;
+use osbuild_testenv::fixtures::{Environment, Pusher, push_package, push_redis};
 
 fn serve(args: &[String]) -> Result<()> {
     let flag = |name: &str| args.iter().any(|a| a == name);
@@ -23,21 +23,19 @@ fn serve(args: &[String]) -> Result<()> {
         .position(|a| a == "--ready-file")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let small = ModuleSet::Closure(
-        osbuild_testenv::fixtures::TEST_MODULES
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
-    );
     let stop = Arc::new(AtomicBool::new(false));
     let stopper = stop.clone();
     ctrlc::set_handler(move || stopper.store(true, Ordering::SeqCst))?;
-    let mut env = Environment::start(&small)?;
+    let mut env = Environment::start()?;
     let pusher = Pusher::new(&env.registry.addr())?;
     if flag("--all-modules") {
         env.images.insert(
             "kernel-full",
-            push_kernel(&pusher, "6.1-full", "amd64", &ModuleSet::All)?,
+            push_package(
+                &pusher,
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/kernel-full"),
+                "osbuild/kernel:6.1-full",
+            )?,
         );
     }
     if flag("--redis") {
