@@ -4,7 +4,7 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use osbuild_testenv::qemu::boot;
 use osbuild_testenv::registry::Registry;
@@ -404,4 +404,78 @@ fn builder_failures_name_the_cause_and_leave_the_cache_clean() {
         "{}",
         stderr(&o)
     );
+}
+
+/// An init that starts pkg/getty's script the way a service would run it, with the host's /dev.
+const GETTY_INIT: &str = "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\necho osbuild-getty: starting\nexec /usr/bin/rungetty.sh\n";
+
+#[test]
+fn getty_package_gives_a_shell_on_the_console() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    env();
+    let s = Scratch::new();
+    let getty = support::repo().join("pkg/getty");
+    let spec = s.spec(
+        "getty.yml",
+        &format!(
+            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0\"\ninit:\n  - osbuild/busybox-init:1\n  - \"@pkg:{}\"\nfiles:\n  - path: init\n    mode: \"0755\"\n    contents: |\n{}",
+            getty.display(),
+            GETTY_INIT
+                .lines()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>()
+        ),
+    );
+    let out = s.out();
+    ok(&s.osbuild(&[
+        "build",
+        "--dir",
+        out.to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]));
+    let mut qemu = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(["run", "qemu", "--accel", "tcg", "--mem", "512", "--no-network"])
+        .arg(out.join("getty"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = qemu.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = qemu.stdin.take().unwrap();
+    let mut console = String::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut answered = false;
+    // Type a command until the shell answers with what only a shell computes.
+    while Instant::now() < deadline && !answered {
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            answered |= line.trim() == "osbuild-42";
+            console.push_str(&line);
+            console.push('\n');
+        }
+        if console.contains("osbuild-getty: starting") && !answered {
+            let _ = stdin.write_all(b"echo osbuild-$((6*7))\n");
+        }
+    }
+    let _ = stdin.write_all(b"poweroff -f\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if qemu.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = qemu.kill();
+    assert!(answered, "no shell answered on the console:\n{console}");
 }

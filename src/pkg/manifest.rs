@@ -83,6 +83,12 @@ pub struct DebianBuilder {
     /// Debian suite (default `bookworm`).
     #[serde(default)]
     pub suite: Option<String>,
+    /// Files from the package folder laid over the unpacked packages.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+    /// Symbolic links to make: target (as written into the link) to the link paths.
+    #[serde(default)]
+    pub links: BTreeMap<String, Vec<Loc<String>>>,
 }
 
 /// One file of a `files` builder.

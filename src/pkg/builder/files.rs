@@ -1,17 +1,30 @@
 //! The `files` builder: static files from the package folder, the same for every architecture.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use crate::pkg::manifest::FileEntry;
 use crate::pkg::{Package, PkgError};
-use crate::spec::SpecError;
+use crate::spec::{Loc, SpecError};
 use crate::tree::{BlobFile, Content, Inode, Leaf, LeafKind, Meta, Tree, TreePath};
 
 /// A tree holding each entry's source at its path.
 pub fn build(package: &Package, entries: &[FileEntry], mtime: i64) -> Result<Tree, PkgError> {
-    let manifest = package.dir.join("build.yml");
     let mut tree = Tree::new(mtime);
+    add_files(&mut tree, package, entries, "builder.files", mtime)?;
+    Ok(tree)
+}
+
+/// Put each entry's source at its path in `tree`; errors name `key[i]`.
+pub fn add_files(
+    tree: &mut Tree,
+    package: &Package,
+    entries: &[FileEntry],
+    key: &str,
+    mtime: i64,
+) -> Result<(), PkgError> {
+    let manifest = package.dir.join("build.yml");
     let dir_meta = Meta::root(0o755, mtime);
     for (i, e) in entries.iter().enumerate() {
         let source = package.dir.join(&e.source.value);
@@ -19,7 +32,7 @@ pub fn build(package: &Package, entries: &[FileEntry], mtime: i64) -> Result<Tre
             SpecError::at(
                 &manifest,
                 &e.source,
-                format!("builder.files[{i}].source"),
+                format!("{key}[{i}].source"),
                 format!("{}: {err}", source.display()),
             )
         })?;
@@ -27,7 +40,7 @@ pub fn build(package: &Package, entries: &[FileEntry], mtime: i64) -> Result<Tre
             return Err(SpecError::at(
                 &manifest,
                 &e.source,
-                format!("builder.files[{i}].source"),
+                format!("{key}[{i}].source"),
                 "not a regular file",
             )
             .into());
@@ -41,7 +54,7 @@ pub fn build(package: &Package, entries: &[FileEntry], mtime: i64) -> Result<Tre
             SpecError::at(
                 &manifest,
                 &e.path,
-                format!("builder.files[{i}].path"),
+                format!("{key}[{i}].path"),
                 err.to_string(),
             )
         })?;
@@ -57,10 +70,35 @@ pub fn build(package: &Package, entries: &[FileEntry], mtime: i64) -> Result<Tre
             SpecError::at(
                 &manifest,
                 &e.path,
-                format!("builder.files[{i}].path"),
+                format!("{key}[{i}].path"),
                 err.to_string(),
             )
         })?;
     }
-    Ok(tree)
+    Ok(())
+}
+
+/// Make a symbolic link at each path of `links` (target to link paths); errors name `key`.
+pub fn add_links(
+    tree: &mut Tree,
+    package: &Package,
+    links: &BTreeMap<String, Vec<Loc<String>>>,
+    key: &str,
+    mtime: i64,
+) -> Result<(), PkgError> {
+    let manifest = package.dir.join("build.yml");
+    let dir_meta = Meta::root(0o755, mtime);
+    for (target, paths) in links {
+        for (i, p) in paths.iter().enumerate() {
+            let at = |err: String| SpecError::at(&manifest, p, format!("{key}.{target}[{i}]"), err);
+            let path = TreePath::parse(&p.value).map_err(|e| at(e.to_string()))?;
+            let leaf = Inode::Leaf(Arc::new(Leaf {
+                meta: Meta::root(0o777, mtime),
+                kind: LeafKind::Symlink(target.into()),
+            }));
+            tree.insert(&path, leaf, &dir_meta)
+                .map_err(|e| at(e.to_string()))?;
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The builders that make a package's root filesystem for one architecture.
 
 pub mod debian;
-mod files;
+pub mod files;
 pub mod kernel;
 
 use super::{Package, PkgError};
