@@ -102,12 +102,19 @@ pub struct QemuArgs {
     /// Run in the background; the state directory holds qemu.pid and console.log.
     #[arg(long)]
     pub detached: bool,
-    /// State directory for --detached (default: NAME-state).
+    /// State directory for --detached and the --data disk (default: NAME-state).
     #[arg(long, value_name = "DIR")]
     pub state: Option<std::path::PathBuf>,
     /// No network card.
     #[arg(long)]
     pub no_network: bool,
+    /// Give the guest this text as metadata: an ISO 9660 disk labelled CIDATA holding it as
+    /// `config` (what LinuxKit's metadata package and cloud-init's NoCloud read).
+    #[arg(long, value_name = "STRING", conflicts_with = "data_file")]
+    pub data: Option<String>,
+    /// Like --data, with the contents of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub data_file: Option<std::path::PathBuf>,
 }
 
 /// Registry and cache options shared by the commands that pull.

@@ -217,12 +217,25 @@ fn cache_command(cmd: &CacheCommand) -> Result<ExitCode> {
 }
 
 fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
-    use osbuild::run::qemu::{QemuConfig, start};
+    use osbuild::run::qemu::{MetadataDisk, QemuConfig, start};
     let base = args.name.display().to_string();
     let file = |suffix: &str| std::path::PathBuf::from(format!("{base}{suffix}"));
     let cmdline = std::fs::read_to_string(file("-cmdline")).unwrap_or_default();
+    let state = args.state.clone().unwrap_or_else(|| file("-state"));
+    let contents = match (&args.data, &args.data_file) {
+        (Some(text), _) => Some(text.clone().into_bytes()),
+        (None, Some(path)) => {
+            Some(std::fs::read(path).with_context(|| format!("--data-file {}", path.display()))?)
+        }
+        (None, None) => None,
+    };
+    let mtime = source_date_epoch()?.unwrap_or(osbuild::build::DEFAULT_MTIME);
+    let data = contents.map(|contents| MetadataDisk {
+        contents,
+        iso: state.join("data.iso"),
+        mtime,
+    });
     let (console_log, pidfile) = if args.detached {
-        let state = args.state.clone().unwrap_or_else(|| file("-state"));
         std::fs::create_dir_all(&state)
             .with_context(|| format!("{}: creating the state directory", state.display()))?;
         (
@@ -257,6 +270,7 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
         network: !args.no_network,
         console_log: console_log.clone(),
         pidfile: pidfile.clone(),
+        data,
     };
     start(&cfg)?;
     if let (Some(log), Some(pid)) = (console_log, pidfile) {

@@ -436,7 +436,15 @@ fn getty_package_gives_a_shell_on_the_console() {
         spec.to_str().unwrap(),
     ]));
     let mut qemu = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args(["run", "qemu", "--accel", "tcg", "--mem", "512", "--no-network"])
+        .args([
+            "run",
+            "qemu",
+            "--accel",
+            "tcg",
+            "--mem",
+            "512",
+            "--no-network",
+        ])
         .arg(out.join("getty"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -477,5 +485,6 @@ fn getty_package_gives_a_shell_on_the_console() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = qemu.kill();
+    let _ = qemu.wait();
     assert!(answered, "no shell answered on the console:\n{console}");
 }

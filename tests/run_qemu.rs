@@ -224,3 +224,124 @@ fn the_same_spec_boots_on_arm64_and_s390x() {
         assert!(console.contains("osbuild-init: done"), "{arch}:\n{console}");
     }
 }
+
+/// An init that mounts the metadata disk (the ISO 9660 volume among the virtio disks) and
+/// prints its `config`.
+const DATA_INIT: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+modprobe virtio_pci 2>/dev/null
+modprobe virtio_blk
+modprobe isofs
+mkdir -p /mnt
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /dev/vda ] && break; sleep 1; done
+for d in /dev/vd?; do mount -t iso9660 -o ro "$d" /mnt 2>/dev/null && break; done
+echo "osbuild-data: $(cat /mnt/config)"
+poweroff -f
+"#;
+
+/// Boot an image for `arch` with `data_args` and return what the guest read as `config`.
+fn metadata_seen_by(arch: &str, data_args: &[&str]) -> (String, std::path::PathBuf, Scratch) {
+    env();
+    let s = Scratch::new();
+    let spec = s.spec(
+        "data.yml",
+        &format!(
+            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0 console=ttyAMA0 console=ttysclp0\"\ninit:\n  - osbuild/busybox-init:1\nfiles:\n  - path: init\n    mode: \"0755\"\n    contents: |\n{}",
+            DATA_INIT.lines().map(|l| format!("      {l}\n")).collect::<String>()
+        ),
+    );
+    let out = s.out();
+    ok(&s.osbuild(&[
+        "build",
+        "--arch",
+        arch,
+        "--dir",
+        out.to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]));
+    let name = out.join("data").display().to_string();
+    let args = [
+        &[
+            "--arch",
+            arch,
+            "--accel",
+            "tcg",
+            "--mem",
+            "512",
+            "--no-network",
+        ][..],
+        data_args,
+        &[name.as_str()][..],
+    ]
+    .concat();
+    let o = run(&args);
+    let console = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{arch}: {}\n{console}", stderr(&o));
+    let seen = console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("osbuild-data: "))
+        .unwrap_or_else(|| panic!("{arch}: the guest printed no metadata:\n{console}"))
+        .to_string();
+    (seen, out.join("data-state/data.iso"), s)
+}
+
+#[test]
+fn data_reaches_an_x86_64_guest_on_a_cidata_disk() {
+    let (seen, iso, s) = metadata_seen_by("amd64", &["--data", "hostname: osbuild-test"]);
+    assert_eq!(seen, "hostname: osbuild-test");
+    // The disk is what other tools see too: an ISO 9660 volume CIDATA holding CONFIG.
+    let extracted = s.dir.path().join("config");
+    let o = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/CONFIG"])
+        .arg(&extracted)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&extracted).unwrap(),
+        "hostname: osbuild-test"
+    );
+    let o = Command::new("xorriso")
+        .args(["-indev"])
+        .arg(&iso)
+        .arg("-pvd_info")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Volume Id    : CIDATA"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn data_file_reaches_arm64_and_s390x_guests() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "{\"ssh\":{\"port\":\"22\"}}").unwrap();
+    let path = file.path().to_str().unwrap();
+    for arch in ["arm64", "s390x"] {
+        let (seen, _, _s) = metadata_seen_by(arch, &["--data-file", path]);
+        assert_eq!(seen, "{\"ssh\":{\"port\":\"22\"}}", "{arch}");
+    }
+}
+
+#[test]
+fn data_and_data_file_conflict_and_a_missing_file_is_named() {
+    let o = run(&["--data", "x", "--data-file", "/y", "/nonexistent/hello"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&[
+        "--data-file",
+        "/nonexistent/meta.json",
+        "/nonexistent/hello",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--data-file /nonexistent/meta.json"),
+        "{}",
+        stderr(&o)
+    );
+}

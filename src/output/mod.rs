@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod compress;
 pub mod cpio;
 pub mod formats;
+pub mod iso9660;
 pub mod tar;
 
 use std::io::{self, Read, Write};

@@ -171,6 +171,51 @@ pub struct QemuConfig {
     pub console_log: Option<PathBuf>,
     /// Write QEMU's pid here and run in the background.
     pub pidfile: Option<PathBuf>,
+    /// A metadata disk to write and attach read-only.
+    pub data: Option<MetadataDisk>,
+}
+
+/// The `--data` / `--data-file` contents and where their ISO 9660 image goes.
+#[derive(Debug, Clone)]
+pub struct MetadataDisk {
+    /// What the guest reads as `config` on the volume labelled `CIDATA`.
+    pub contents: Vec<u8>,
+    /// The image file (in the state directory).
+    pub iso: PathBuf,
+    /// The time the image's records carry.
+    pub mtime: i64,
+}
+
+impl MetadataDisk {
+    /// Write the image (whole or not at all).
+    pub fn write(&self) -> Result<(), RunError> {
+        use crate::output::iso9660::{IsoFile, write_iso};
+        let io = |source| RunError::Io {
+            what: self.iso.display().to_string(),
+            source,
+        };
+        if let Some(dir) = self.iso.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = self.iso.with_extension("iso.tmp");
+        let written = (|| {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            let files = [IsoFile {
+                name: "config",
+                data: &self.contents,
+            }];
+            write_iso(&mut file, "CIDATA", &files, self.mtime).map_err(|e| match e {
+                crate::output::iso9660::IsoError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            })?;
+            std::io::Write::flush(&mut file)?;
+            std::fs::rename(&tmp, &self.iso)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io)
+    }
 }
 
 /// The QEMU program, Debian package, machine arguments and console of an architecture.
@@ -344,6 +389,25 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
             ],
         );
     }
+    if let Some(data) = &cfg.data {
+        let device = if cfg.arch == Arch::S390x {
+            "virtio-blk-ccw"
+        } else {
+            "virtio-blk-pci"
+        };
+        push(
+            &mut args,
+            &[
+                "-drive",
+                &format!(
+                    "file={},if=none,id=data,format=raw,readonly=on",
+                    data.iso.display()
+                ),
+                "-device",
+                &format!("{device},drive=data"),
+            ],
+        );
+    }
     match (&cfg.console_log, &cfg.pidfile) {
         (Some(log), Some(pid)) => {
             push(
@@ -370,6 +434,9 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
 pub fn start(cfg: &QemuConfig) -> Result<(), RunError> {
     use std::os::unix::process::CommandExt;
     let qemu = prepare(cfg)?;
+    if let Some(data) = &cfg.data {
+        data.write()?;
+    }
     let kvm = cfg.accel == Accel::Auto
         && kvm_usable(
             cfg.arch,
@@ -488,6 +555,7 @@ mod tests {
             network: true,
             console_log: None,
             pidfile: None,
+            data: None,
         }
     }
 
@@ -513,6 +581,34 @@ mod tests {
                 && s.contains("console=ttysclp0")
                 && s.contains("virtio-net-ccw"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn metadata_disk_is_attached_read_only_and_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(Arch::S390x);
+        c.data = Some(MetadataDisk {
+            contents: b"{}".to_vec(),
+            iso: dir.path().join("state/data.iso"),
+            mtime: 0,
+        });
+        let s = text(&arguments(&c, false).unwrap());
+        assert!(
+            s.contains(&format!(
+                "-drive file={}/state/data.iso,if=none,id=data,format=raw,readonly=on -device virtio-blk-ccw,drive=data",
+                dir.path().display()
+            )),
+            "{s}"
+        );
+        c.data.as_ref().unwrap().write().unwrap();
+        let iso = std::fs::read(dir.path().join("state/data.iso")).unwrap();
+        assert_eq!(iso.len(), 22 * 2048);
+        assert_eq!(&iso[16 * 2048 + 40..16 * 2048 + 46], b"CIDATA");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("state")).unwrap().count(),
+            1,
+            "no temporary file left"
         );
     }
 

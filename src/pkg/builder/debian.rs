@@ -93,8 +93,20 @@ pub fn build(
         retain(&mut tree.root, &mut path, &keep);
     }
     stamp(&mut tree.root, mtime);
-    super::files::add_files(&mut tree, package, &spec.files, "builder.debian.files", mtime)?;
-    super::files::add_links(&mut tree, package, &spec.links, "builder.debian.links", mtime)?;
+    super::files::add_files(
+        &mut tree,
+        package,
+        &spec.files,
+        "builder.debian.files",
+        mtime,
+    )?;
+    super::files::add_links(
+        &mut tree,
+        package,
+        &spec.links,
+        "builder.debian.links",
+        mtime,
+    )?;
     Ok(Built { tree, scratch })
 }
 
