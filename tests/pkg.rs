@@ -392,7 +392,42 @@ fn builder_failures_name_the_cause_and_leave_the_cache_clean() {
         !index.contains("osbuild/k:") && !index.contains("osbuild/x:"),
         "{index}"
     );
-    // A missing host tool is named with the package that provides it.
+    let no_crate = write(
+        "nocrate",
+        "image: c\narches: [amd64]\nbuilder:\n  cargo:\n    binaries:\n      - name: c\n        path: /c\n",
+    );
+    let o = osbuild_in(&s.cache(), &["pkg", "build", &no_crate]);
+    assert!(
+        stderr(&o).contains("nocrate/build.yml: cargo builder: no Cargo.toml in "),
+        "{}",
+        stderr(&o)
+    );
+    // A missing host tool is named with the package that provides it: here the cross linker
+    // (only cargo itself is left on PATH).
+    let cargo_dir = std::path::Path::new(env!("CARGO"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let rustup_dir = std::env::var_os("HOME")
+        .map(|h| std::path::Path::new(&h).join(".cargo/bin"))
+        .unwrap_or_default();
+    let metadata = support::repo().join("pkg/metadata");
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(["pkg", "build", metadata.to_str().unwrap(), "--cache"])
+        .arg(s.cache())
+        .env(
+            "PATH",
+            std::env::join_paths([rustup_dir, cargo_dir]).unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains(
+            "aarch64-linux-gnu-gcc is not installed: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+        ),
+        "{}",
+        stderr(&o)
+    );
     let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
         .args(["pkg", "build", &missing_deb, "--cache"])
         .arg(s.cache())
@@ -487,4 +522,119 @@ fn getty_package_gives_a_shell_on_the_console() {
     let _ = qemu.kill();
     let _ = qemu.wait();
     assert!(answered, "no shell answered on the console:\n{console}");
+}
+
+#[test]
+fn cargo_package_builds_static_executables_for_three_architectures() {
+    let s = Scratch::new();
+    let metadata = support::repo().join("pkg/metadata");
+    let first = ok(&osbuild_in(
+        &s.cache(),
+        &["pkg", "build", metadata.to_str().unwrap()],
+    ));
+    let again = ok(&osbuild_in(
+        &Scratch::new().cache(),
+        &["pkg", "build", metadata.to_str().unwrap()],
+    ));
+    assert_eq!(first, again, "same sources, same digest");
+    let spec = s.spec(
+        "m.yml",
+        &format!(
+            "onboot:\n  - name: metadata\n    image: \"@pkg:{}\"\n",
+            metadata.display()
+        ),
+    );
+    let out = s.out();
+    for (arch, machine) in [
+        ("amd64", "x86-64"),
+        ("arm64", "ARM aarch64"),
+        ("s390x", "IBM S/390"),
+    ] {
+        ok(&osbuild_in(
+            &s.cache(),
+            &[
+                "build",
+                "-f",
+                "tar",
+                "--offline",
+                "--arch",
+                arch,
+                "--name",
+                arch,
+                "--dir",
+                out.to_str().unwrap(),
+                spec.to_str().unwrap(),
+            ],
+        ));
+        let body = Command::new("tar")
+            .arg("-xOf")
+            .arg(out.join(format!("{arch}.tar")))
+            .arg("containers/onboot/000-metadata/rootfs/usr/bin/metadata")
+            .output()
+            .unwrap();
+        assert!(body.status.success(), "{arch}: metadata binary missing");
+        let bin = s.dir.path().join(format!("metadata-{arch}"));
+        std::fs::write(&bin, &body.stdout).unwrap();
+        let kind = ok(&Command::new("file").arg("-b").arg(&bin).output().unwrap());
+        assert!(
+            kind.contains("ELF 64-bit") && kind.contains(machine) && kind.contains("static"),
+            "{arch}: {kind}"
+        );
+    }
+}
+
+/// An init that runs pkg/metadata's program and shows what it laid out.
+const METADATA_INIT: &str = "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs dev /dev\nmount -t tmpfs run /run\nmodprobe virtio_pci 2>/dev/null\nmodprobe virtio_blk\nfor i in 1 2 3 4 5 6 7 8 9 10; do [ -e /dev/vda ] && break; sleep 1; done\n/usr/bin/metadata\necho \"osbuild-metadata: $(cat /run/config/app/greeting) $(ls -l /run/config/app/greeting | cut -c1-10)\"\npoweroff -f\n";
+
+#[test]
+fn metadata_package_reads_data_given_to_guests_of_each_architecture() {
+    env();
+    let s = Scratch::new();
+    let metadata = support::repo().join("pkg/metadata");
+    let spec = s.spec(
+        "meta.yml",
+        &format!(
+            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0 console=ttyAMA0 console=ttysclp0\"\ninit:\n  - osbuild/busybox-init:1\n  - \"@pkg:{}\"\nfiles:\n  - path: init\n    mode: \"0755\"\n    contents: |\n{}",
+            metadata.display(),
+            METADATA_INIT
+                .lines()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>()
+        ),
+    );
+    let out = s.out();
+    for (arch, uname) in [
+        ("amd64", "x86_64"),
+        ("arm64", "aarch64"),
+        ("s390x", "s390x"),
+    ] {
+        ok(&s.osbuild(&[
+            "build",
+            "--arch",
+            arch,
+            "--name",
+            arch,
+            "--dir",
+            out.to_str().unwrap(),
+            spec.to_str().unwrap(),
+        ]));
+        let data = format!(
+            "{{\"app\":{{\"greeting\":{{\"perm\":\"0600\",\"content\":\"hello-{uname}\"}}}}}}"
+        );
+        let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+            .args([
+                "run", "qemu", "--arch", arch, "--accel", "tcg", "--mem", "512",
+            ])
+            .args(["--no-network", "--data", &data])
+            .arg(out.join(arch))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let console = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{arch}: {}\n{console}", stderr(&o));
+        assert!(
+            console.contains(&format!("osbuild-metadata: hello-{uname} -rw-------")),
+            "{arch}:\n{console}"
+        );
+    }
 }

@@ -27,7 +27,7 @@ pub struct Manifest {
     /// The container config stored as the `org.mobyproject.config` label.
     #[serde(default)]
     pub config: Option<ImageSpec>,
-    /// Other folders whose contents count in the tag: `path` relative to the package.
+    /// Other folders or files whose contents count in the tag, relative to the package.
     #[serde(default, rename = "extra-sources")]
     pub extra_sources: Vec<String>,
     /// Image config: Entrypoint.
@@ -53,6 +53,32 @@ pub enum Builder {
     Debian(DebianBuilder),
     /// A Debian kernel in LinuxKit layout.
     Kernel(KernelBuilder),
+    /// Static Rust executables from the crate in the package folder.
+    Cargo(CargoBuilder),
+}
+
+/// The `cargo` builder's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoBuilder {
+    /// The crate's binaries to build and where each goes in the image.
+    pub binaries: Vec<CargoBinary>,
+    /// Files from the package folder laid over the binaries.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+    /// Symbolic links to make: target (as written into the link) to the link paths.
+    #[serde(default)]
+    pub links: BTreeMap<String, Vec<Loc<String>>>,
+}
+
+/// One binary of a `cargo` builder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoBinary {
+    /// The crate's `[[bin]]` name.
+    pub name: Loc<String>,
+    /// Where it goes in the image.
+    pub path: Loc<String>,
 }
 
 /// The `kernel` builder's settings.
@@ -202,7 +228,7 @@ mod tests {
     fn errors_are_located() {
         assert_eq!(
             load("image: x\nbuilder:\n  docker: {}\n").unwrap_err(),
-            "P/build.yml:3:3: builder: unknown variant `docker`, expected one of files, debian, kernel"
+            "P/build.yml:3:3: builder: unknown variant `docker`, expected one of files, debian, kernel, cargo"
         );
         assert_eq!(
             load("image: x\narches: [riscv64]\nbuilder:\n  files: []\n").unwrap_err(),

@@ -72,8 +72,12 @@ pub fn build(package: &Package, cache: &Cache, mtime: i64) -> Result<Reference, 
     }
     let file = package.dir.join("build.yml");
     let labels = package.labels()?;
+    let arches = package.arches(&file)?;
+    for arch in &arches {
+        builder::preflight(package, *arch)?;
+    }
     let mut manifests = Vec::new();
-    for arch in package.arches(&file)? {
+    for arch in arches {
         let rootfs = builder::root_filesystem(package, arch, mtime)?;
         let spec = ImageSpec {
             layers: vec![&rootfs.tree],

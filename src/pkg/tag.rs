@@ -27,10 +27,17 @@ pub fn content_hash(roots: &[PathBuf]) -> Result<String, PkgError> {
     let mut hasher = Sha256::new();
     for root in roots {
         let mut files = Vec::new();
-        collect(root, root, &mut files)?;
+        let base = if root.is_dir() {
+            collect(root, root, &mut files)?;
+            root.as_path()
+        } else {
+            // A single file stands for itself, under its own name.
+            files.push(PathBuf::from(root.file_name().unwrap_or_default()));
+            root.parent().unwrap_or(Path::new("."))
+        };
         files.sort();
         for rel in files {
-            let path = root.join(&rel);
+            let path = base.join(&rel);
             let md = std::fs::symlink_metadata(&path).map_err(|e| PkgError::io(&path, e))?;
             hasher.update(rel.to_string_lossy().as_bytes());
             hasher.update([0]);
@@ -75,10 +82,21 @@ pub fn source_hash(roots: &[PathBuf]) -> Result<String, PkgError> {
     let mut trees = Vec::new();
     let mut dirty = false;
     for root in roots {
-        let tree = git(root, &["rev-parse", "HEAD:./"]);
+        // A folder is asked about from inside, a single file (a lock file, say) from its folder.
+        let (dir, spec) = match (root.is_dir(), root.parent(), root.file_name()) {
+            (false, Some(parent), Some(name)) => (parent, name.to_string_lossy().into_owned()),
+            _ => (root.as_path(), ".".to_string()),
+        };
+        let tree = git(dir, &["rev-parse", &format!("HEAD:./{spec}")]);
         let status = git(
-            root,
-            &["status", "--porcelain", "--untracked-files=all", "--", "."],
+            dir,
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=all",
+                "--",
+                &spec,
+            ],
         );
         match (tree, status) {
             (Some(tree), Some(status)) => {
@@ -151,6 +169,16 @@ mod tests {
         let dirtier = source_hash(std::slice::from_ref(&pkg)).unwrap();
         assert_ne!(dirty, dirtier, "the dirty hash follows the content");
         std::fs::remove_file(pkg.join("extra")).unwrap();
-        assert_eq!(source_hash(&[pkg]).unwrap(), clean);
+        assert_eq!(source_hash(std::slice::from_ref(&pkg)).unwrap(), clean);
+        // A single file among the sources: committed, then changed.
+        let lock = dir.path().join("Cargo.lock");
+        std::fs::write(&lock, "v1").unwrap();
+        sh(dir.path(), &["add", "."]);
+        sh(dir.path(), &["commit", "-q", "-m", "lock"]);
+        let both = source_hash(&[pkg.clone(), lock.clone()]).unwrap();
+        assert!(!both.contains("dirty") && both != clean, "{both}");
+        std::fs::write(&lock, "v2").unwrap();
+        let changed = source_hash(&[pkg, lock]).unwrap();
+        assert!(changed.starts_with(&format!("{both}-dirty-")), "{changed}");
     }
 }

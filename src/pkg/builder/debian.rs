@@ -22,6 +22,15 @@ pub struct Built {
 /// The Debian release packages come from unless a builder names another.
 pub const DEFAULT_SUITE: &str = "bookworm";
 
+fn preflight_path() -> Result<std::path::PathBuf, PkgError> {
+    super::tools::require("mmdebstrap", "apt-get install mmdebstrap")
+}
+
+/// Check that mmdebstrap is there.
+pub fn preflight() -> Result<(), PkgError> {
+    preflight_path().map(|_| ())
+}
+
 /// Unpack `packages` (and what they depend on) of `arch` from Debian `suite` to `out`: a
 /// directory, or a tar archive when `out` ends in `.tar`. `builder` names the caller in errors.
 pub fn unpack(
@@ -33,19 +42,14 @@ pub fn unpack(
     out: &Path,
     mtime: i64,
 ) -> Result<(), PkgError> {
-    let output = Command::new("mmdebstrap")
+    let output = Command::new(preflight_path()?)
         .args(["--variant=extract", "--architectures", arch.oci()])
         .arg(format!("--include={}", packages.join(",")))
         .arg(suite)
         .arg(out)
         .env("SOURCE_DATE_EPOCH", mtime.to_string())
         .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                PkgError::Usage("mmdebstrap is not installed: apt-get install mmdebstrap".into())
-            }
-            _ => PkgError::io(out, e),
-        })?;
+        .map_err(|e| PkgError::io(out, e))?;
     if output.status.success() {
         return Ok(());
     }

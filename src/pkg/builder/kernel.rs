@@ -142,17 +142,13 @@ fn import(path: &Path, mtime: i64) -> Result<Inode, PkgError> {
 
 /// Run `depmod` for `release` on the modules under `root/lib/modules`.
 fn depmod(root: &Path, release: &str) -> Result<(), PkgError> {
-    let output = Command::new("depmod")
+    let depmod = super::tools::require("depmod", "apt-get install kmod")?;
+    let output = Command::new(depmod)
         .arg("-b")
         .arg(root)
         .arg(release)
         .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                PkgError::Usage("depmod is not installed: apt-get install kmod".into())
-            }
-            _ => PkgError::io(root, e),
-        })?;
+        .map_err(|e| PkgError::io(root, e))?;
     if !output.status.success() {
         return Err(PkgError::Usage(format!(
             "depmod {release}: {}",

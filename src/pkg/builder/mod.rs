@@ -1,8 +1,10 @@
 //! The builders that make a package's root filesystem for one architecture.
 
+mod cargo;
 pub mod debian;
 pub mod files;
 pub mod kernel;
+pub mod tools;
 
 use super::{Package, PkgError};
 use crate::image::Arch;
@@ -15,6 +17,19 @@ pub struct RootFs {
     pub tree: Tree,
     /// Scratch space the tree's bodies point into; dropped after the image is written.
     pub scratch: Option<tempfile::TempDir>,
+}
+
+/// Check that the host has every program building `package` for `arch` needs.
+pub fn preflight(package: &Package, arch: Arch) -> Result<(), PkgError> {
+    match &package.manifest.builder {
+        Builder::Files(_) => Ok(()),
+        Builder::Debian(_) => debian::preflight(),
+        Builder::Kernel(_) => {
+            debian::preflight()?;
+            tools::require("depmod", "apt-get install kmod").map(|_| ())
+        }
+        Builder::Cargo(_) => cargo::preflight(arch),
+    }
 }
 
 /// The root filesystem of `package` for `arch`; `mtime` stamps every entry.
@@ -31,6 +46,10 @@ pub fn root_filesystem(package: &Package, arch: Arch, mtime: i64) -> Result<Root
                 scratch: Some(built.scratch),
             })
         }
+        Builder::Cargo(spec) => Ok(RootFs {
+            tree: cargo::build(package, spec, arch, mtime)?,
+            scratch: None,
+        }),
         Builder::Kernel(spec) => {
             let built = kernel::build(package, spec, arch, mtime)?;
             Ok(RootFs {
