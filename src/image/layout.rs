@@ -158,6 +158,30 @@ pub fn write_image(
     )
 }
 
+/// The bytes of `file` as a stream of chunks, so a push holds one chunk in memory, not a layer.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
+    const CHUNK: usize = 4 << 20;
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            let n = file.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(None);
+        }
+        buf.truncate(filled);
+        Ok(Some((bytes::Bytes::from(buf), file)))
+    })
+}
+
 /// Write an index over platform manifests into the cache; returns its descriptor.
 pub fn write_index(cache: &Cache, manifests: Vec<Descriptor>) -> Result<Descriptor, ImageError> {
     let index = ImageIndexBuilder::default()
@@ -222,12 +246,24 @@ impl Puller {
             let blobs = std::iter::once(manifest.config().digest().to_string())
                 .chain(manifest.layers().iter().map(|l| l.digest().to_string()));
             for blob in blobs {
+                // Blobs the registry holds already (layers shared between images or
+                // architectures, earlier pushes) are not sent again.
+                if client.blob_exists(&oci, &blob).await.unwrap_or(false) {
+                    continue;
+                }
                 let path = self.cache().blob_path(&blob);
-                let data = std::fs::read(&path).map_err(|source| ImageError::Cache {
-                    path: path.clone(),
-                    source,
-                })?;
-                client.push_blob(&oci, data, &blob).await.map_err(err)?;
+                let file =
+                    tokio::fs::File::open(&path)
+                        .await
+                        .map_err(|source| ImageError::Cache {
+                            path: path.clone(),
+                            source,
+                        })?;
+                let size = file.metadata().await.ok().map(|m| m.len());
+                client
+                    .push_blob_stream(&oci, file_chunks(file), &blob, size)
+                    .await
+                    .map_err(err)?;
             }
             let by_digest = target.pinned(digest).to_oci();
             let ct = http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json");
