@@ -2,8 +2,9 @@
 # Build examples/hello.yml and boot it under QEMU, on a fresh Debian 12 machine.
 #
 # Installs what it needs (.ci/install-deps), builds osbuild, starts a registry on loopback
-# holding a Debian kernel image and a busybox init image (osbuild-testenv serve), builds the
-# example through it with --mirror, and boots the result, printing the guest's console.
+# holding pkg/kernel (built from Debian's kernels) and a busybox init image (osbuild-testenv
+# serve), builds the example through it with --mirror, and boots the result with
+# `osbuild run qemu`, printing the guest's console.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .ci/install-deps
@@ -21,11 +22,7 @@ done
 addr=$(cat "$work/registry")
 mkdir -p out
 "$bin/osbuild" build --cache "$work/cache" --mirror "docker.io=http://$addr" --dir out examples/hello.yml
-accel=tcg
-grep -qwE 'vmx|svm' /proc/cpuinfo && [ -e /dev/kvm ] && accel=kvm
-echo "booting out/hello-kernel + out/hello-initrd.img under QEMU ($accel); the guest powers off when done"
-timeout 300 qemu-system-x86_64 -M q35 -accel "$accel" -m 512 -nographic -no-reboot -nic none \
-  -kernel out/hello-kernel -initrd out/hello-initrd.img -append "$(cat out/hello-cmdline)" \
-  | tee "$work/console.log"
+echo "booting out/hello under QEMU (osbuild run qemu); the guest powers off when done"
+timeout 300 "$bin/osbuild" run qemu --mem 512 --no-network out/hello </dev/null | tee "$work/console.log"
 grep -q "osbuild-init: done" "$work/console.log"
 echo "demo: the image booted and its init ran"

@@ -116,6 +116,18 @@ fn push_sends_every_architecture() {
         pushed.starts_with(&format!("{}/osbuild/hello-init:1.0-", registry.addr())),
         "{pushed}"
     );
+    // A second push finds every blob in the registry already and sends only the manifests.
+    let again = ok(&osbuild_in(
+        &s.cache(),
+        &[
+            "pkg",
+            "push",
+            dir.to_str().unwrap(),
+            "--registry-host",
+            &registry.addr(),
+        ],
+    ));
+    assert_eq!(again, pushed);
     let fresh = Scratch::new();
     let tag_ref = pushed.trim().split('@').next().unwrap().to_string();
     let o = osbuild_in(&fresh.cache(), &["inspect", "--json", &tag_ref]);
