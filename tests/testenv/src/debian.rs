@@ -33,10 +33,21 @@ fn closure(packages: &[&str]) -> Result<BTreeSet<String>> {
             "--no-enhances",
         ])
         .args(packages))?;
+    // With foreign architectures configured apt lists every architecture's variant of a
+    // dependency; keep those of the architecture asked for (the host's unless `:ARCH` is given).
+    let arch = packages
+        .first()
+        .and_then(|p| p.split_once(':'))
+        .map(|(_, a)| a.to_string());
     Ok(text
         .lines()
         .filter(|l| !l.starts_with(' ') && !l.starts_with('<'))
         .map(|l| l.trim().to_string())
+        .filter(|l| match (&arch, l.split_once(':')) {
+            (None, None) => true,
+            (Some(want), Some((_, a))) => a == want,
+            (Some(_), None) | (None, Some(_)) => false,
+        })
         .collect())
 }
 

@@ -253,7 +253,7 @@ pub fn push_multiarch_init(pusher: &Pusher, arches: &[Arch]) -> Result<Reference
 
 /// Push `osbuild/redis:7-debian`: Debian's redis-server and its libraries.
 pub fn push_redis(pusher: &Pusher) -> Result<Reference> {
-    let root = crate::debian::unpacked(&crate::fixtures_dir(), "redis", &["redis-server"])?;
+    let root = crate::debian::unpacked(&crate::fixtures_dir(), "redis-host", &["redis-server"])?;
     let opts = osbuild::tree::HostImport {
         uid: 0,
         gid: 0,
