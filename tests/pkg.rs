@@ -463,25 +463,9 @@ fn getty_package_gives_a_shell_on_the_console() {
     use std::sync::mpsc;
     env();
     let s = Scratch::new();
-    let getty = support::repo().join("pkg/getty");
-    let spec = s.spec(
-        "getty.yml",
-        &format!(
-            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0\"\ninit:\n  - osbuild/busybox-init:1\n  - \"@pkg:{}\"\nfiles:\n  - path: init\n    mode: \"0755\"\n    contents: |\n{}",
-            getty.display(),
-            GETTY_INIT
-                .lines()
-                .map(|l| format!("      {l}\n"))
-                .collect::<String>()
-        ),
-    );
-    let out = s.out();
-    ok(&s.osbuild(&[
-        "build",
-        "--dir",
-        out.to_str().unwrap(),
-        spec.to_str().unwrap(),
-    ]));
+    let getty = format!("@pkg:{}", support::repo().join("pkg/getty").display());
+    let spec = s.init_spec("getty", &[&getty], GETTY_INIT);
+    let image = s.build_for("amd64", "getty", &spec);
     let mut qemu = Command::new(env!("CARGO_BIN_EXE_osbuild"))
         .args([
             "run",
@@ -492,7 +476,7 @@ fn getty_package_gives_a_shell_on_the_console() {
             "512",
             "--no-network",
         ])
-        .arg(out.join("getty"))
+        .arg(&image)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -602,34 +586,14 @@ const METADATA_INIT: &str = "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs
 fn metadata_package_reads_data_given_to_guests_of_each_architecture() {
     env();
     let s = Scratch::new();
-    let metadata = support::repo().join("pkg/metadata");
-    let spec = s.spec(
-        "meta.yml",
-        &format!(
-            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0 console=ttyAMA0 console=ttysclp0\"\ninit:\n  - osbuild/busybox-init:1\n  - \"@pkg:{}\"\nfiles:\n  - path: init\n    mode: \"0755\"\n    contents: |\n{}",
-            metadata.display(),
-            METADATA_INIT
-                .lines()
-                .map(|l| format!("      {l}\n"))
-                .collect::<String>()
-        ),
-    );
-    let out = s.out();
+    let metadata = format!("@pkg:{}", support::repo().join("pkg/metadata").display());
+    let spec = s.init_spec("meta", &[&metadata], METADATA_INIT);
     for (arch, uname) in [
         ("amd64", "x86_64"),
         ("arm64", "aarch64"),
         ("s390x", "s390x"),
     ] {
-        ok(&s.osbuild(&[
-            "build",
-            "--arch",
-            arch,
-            "--name",
-            arch,
-            "--dir",
-            out.to_str().unwrap(),
-            spec.to_str().unwrap(),
-        ]));
+        let image = s.build_for(arch, arch, &spec);
         let data = format!(
             "{{\"app\":{{\"greeting\":{{\"perm\":\"0600\",\"content\":\"hello-{uname}\"}}}}}}"
         );
@@ -638,7 +602,7 @@ fn metadata_package_reads_data_given_to_guests_of_each_architecture() {
                 "run", "qemu", "--arch", arch, "--accel", "tcg", "--mem", "512",
             ])
             .args(["--no-network", "--data", &data])
-            .arg(out.join(arch))
+            .arg(&image)
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();

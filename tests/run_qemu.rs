@@ -81,25 +81,11 @@ fn boots_in_the_foreground_and_through_uefi() {
 fn published_port_reaches_a_listener_on(arch: &str) {
     env();
     let s = Scratch::new();
-    let spec = s.spec(
-        "net.yml",
-        &format!(
-            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0 console=ttyAMA0 console=ttysclp0\"\ninit:\n  - osbuild/busybox-init:1\nfiles:\n  - path: init\n    mode: \"0755\"\n    contents: |\n{}",
-            NET_INIT.lines().map(|l| format!("      {l}\n")).collect::<String>()
-        ),
-    );
-    let out = s.out();
-    ok(&s.osbuild(&[
-        "build",
-        "--arch",
-        arch,
-        "--dir",
-        out.to_str().unwrap(),
-        spec.to_str().unwrap(),
-    ]));
+    let spec = s.init_spec("net", &[], NET_INIT);
+    let image = s.build_for(arch, "net", &spec);
     let port = osbuild_testenv::registry::free_port().unwrap();
     let state = s.dir.path().join("state");
-    let name = out.join("net").display().to_string();
+    let name = image.display().to_string();
     let publish = format!("{port}:8080");
     let o = run(&[
         "--arch",
@@ -191,20 +177,9 @@ fn missing_outputs_and_bad_options_are_named() {
 fn the_same_spec_boots_on_arm64_and_s390x() {
     env();
     let s = Scratch::new();
-    let out = s.out();
     let spec = repo().join("examples/hello.yml");
     for (arch, uname) in [("arm64", "aarch64"), ("s390x", "s390x")] {
-        ok(&s.osbuild(&[
-            "build",
-            "--arch",
-            arch,
-            "--name",
-            arch,
-            "--dir",
-            out.to_str().unwrap(),
-            spec.to_str().unwrap(),
-        ]));
-        let name = out.join(arch).display().to_string();
+        let name = s.build_for(arch, arch, &spec).display().to_string();
         let o = run(&[
             "--arch",
             arch,
@@ -245,23 +220,9 @@ poweroff -f
 fn metadata_seen_by(arch: &str, data_args: &[&str]) -> (String, std::path::PathBuf, Scratch) {
     env();
     let s = Scratch::new();
-    let spec = s.spec(
-        "data.yml",
-        &format!(
-            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0 console=ttyAMA0 console=ttysclp0\"\ninit:\n  - osbuild/busybox-init:1\nfiles:\n  - path: init\n    mode: \"0755\"\n    contents: |\n{}",
-            DATA_INIT.lines().map(|l| format!("      {l}\n")).collect::<String>()
-        ),
-    );
-    let out = s.out();
-    ok(&s.osbuild(&[
-        "build",
-        "--arch",
-        arch,
-        "--dir",
-        out.to_str().unwrap(),
-        spec.to_str().unwrap(),
-    ]));
-    let name = out.join("data").display().to_string();
+    let spec = s.init_spec("data", &[], DATA_INIT);
+    let image = s.build_for(arch, "data", &spec);
+    let name = image.display().to_string();
     let args = [
         &[
             "--arch",
@@ -284,7 +245,8 @@ fn metadata_seen_by(arch: &str, data_args: &[&str]) -> (String, std::path::PathB
         .find_map(|l| l.trim().strip_prefix("osbuild-data: "))
         .unwrap_or_else(|| panic!("{arch}: the guest printed no metadata:\n{console}"))
         .to_string();
-    (seen, out.join("data-state/data.iso"), s)
+    let iso = std::path::PathBuf::from(format!("{name}-state/data.iso"));
+    (seen, iso, s)
 }
 
 #[test]

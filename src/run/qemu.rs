@@ -232,6 +232,15 @@ pub struct Machine {
     pub nic: &'static str,
 }
 
+/// The virtio block device model of `arch`'s machine.
+fn block_device(arch: Arch) -> &'static str {
+    if arch == Arch::S390x {
+        "virtio-blk-ccw"
+    } else {
+        "virtio-blk-pci"
+    }
+}
+
 /// The machine for `arch`.
 pub fn machine(arch: Arch) -> Machine {
     match arch {
@@ -374,11 +383,7 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
         if let Some(f) = &d.format {
             drive.push_str(&format!(",format={f}"));
         }
-        let device = if cfg.arch == Arch::S390x {
-            "virtio-blk-ccw"
-        } else {
-            "virtio-blk-pci"
-        };
+        let device = block_device(cfg.arch);
         push(
             &mut args,
             &[
@@ -390,11 +395,7 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
         );
     }
     if let Some(data) = &cfg.data {
-        let device = if cfg.arch == Arch::S390x {
-            "virtio-blk-ccw"
-        } else {
-            "virtio-blk-pci"
-        };
+        let device = block_device(cfg.arch);
         push(
             &mut args,
             &[

@@ -45,6 +45,37 @@ impl Scratch {
         std::fs::write(&p, text).expect("spec");
         p
     }
+    /// Write a spec `NAME.yml` booting `pkg/kernel` (a console for every architecture) with the
+    /// busybox init fixture, the images `extra_init` after it, and `script` as `/init`.
+    pub fn init_spec(&self, name: &str, extra_init: &[&str], script: &str) -> PathBuf {
+        let mut text = String::from(
+            "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: \"console=ttyS0 console=ttyAMA0 console=ttysclp0\"\ninit:\n  - osbuild/busybox-init:1\n",
+        );
+        for image in extra_init {
+            text.push_str(&format!("  - \"{image}\"\n"));
+        }
+        text.push_str("files:\n  - path: init\n    mode: \"0755\"\n    contents: |\n");
+        for line in script.lines() {
+            text.push_str(&format!("      {line}\n"));
+        }
+        self.spec(&format!("{name}.yml"), &text)
+    }
+    /// Build `spec` for `arch` as `out/NAME-*` (panicking with osbuild's stderr on failure);
+    /// returns the outputs' path prefix.
+    pub fn build_for(&self, arch: &str, name: &str, spec: &Path) -> PathBuf {
+        let out = self.out();
+        ok(&self.osbuild(&[
+            "build",
+            "--arch",
+            arch,
+            "--name",
+            name,
+            "--dir",
+            out.to_str().expect("utf-8 path"),
+            spec.to_str().expect("utf-8 path"),
+        ]));
+        out.join(name)
+    }
     /// `osbuild ARGS` with this scratch's cache and the fixture registry as docker.io mirror.
     pub fn osbuild(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));

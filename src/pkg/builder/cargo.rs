@@ -213,14 +213,15 @@ pub fn build(
         let len = std::fs::metadata(&built)
             .map_err(|e| PkgError::io(&built, e))?
             .len();
-        let path = TreePath::parse(&b.path.value).map_err(|e| {
+        let at = |e: String| {
             SpecError::at(
                 &file,
                 &b.path,
                 format!("builder.cargo.binaries[{i}].path"),
-                e.to_string(),
+                e,
             )
-        })?;
+        };
+        let path = TreePath::parse(&b.path.value).map_err(|e| at(e.to_string()))?;
         let leaf = Inode::Leaf(Arc::new(Leaf {
             meta: Meta::root(0o755, mtime),
             kind: LeafKind::File(Content::Extent {
@@ -229,14 +230,8 @@ pub fn build(
                 len,
             }),
         }));
-        tree.insert(&path, leaf, &dir_meta).map_err(|e| {
-            SpecError::at(
-                &file,
-                &b.path,
-                format!("builder.cargo.binaries[{i}].path"),
-                e.to_string(),
-            )
-        })?;
+        tree.insert(&path, leaf, &dir_meta)
+            .map_err(|e| at(e.to_string()))?;
     }
     super::files::add_files(
         &mut tree,
