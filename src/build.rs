@@ -529,5 +529,6 @@ fn bundle(
         readonly: generated.readonly,
         config_json: generated.json,
         runtime_json: runtime,
+        supervise_json: crate::rootfs::supervise_json::supervise_json(&resolved).map_err(at)?,
     })
 }

@@ -711,3 +711,109 @@ fn volumes_are_laid_out_and_bound_by_name() {
         stderr(&o)
     );
 }
+
+#[test]
+fn supervision_keys_reach_every_bundle_and_the_dry_run() {
+    use osbuild::image::Arch;
+    use osbuild::image::layout::ImageSpec;
+    use osbuild_testenv::fixtures::Pusher;
+    use osbuild_testenv::registry::Registry;
+    let registry = Registry::start().unwrap();
+    let pusher = Pusher::new(&registry.addr()).unwrap();
+    let tree = osbuild_testenv::trees::arch_marker("amd64").unwrap();
+    let image = pusher
+        .push(
+            "supervise/app:1",
+            &ImageSpec {
+                layers: vec![&tree],
+                cmd: vec!["/x".into()],
+                ..ImageSpec::default()
+            },
+            Arch::Amd64,
+        )
+        .unwrap();
+    let s = Scratch::new();
+    let spec = s.spec(
+        "sup.yml",
+        &format!(
+            "onboot:\n  - name: setup\n    image: {image}\n    timeout: 500ms\n  - name: plain\n    image: {image}\nonshutdown:\n  - name: save\n    image: {image}\n    timeout: 1m30s\nservices:\n  - name: db\n    image: {image}\n    restart: on-failure\n  - name: web\n    image: {image}\n    restart: no\n    dependsOn: [db]\n"
+        ),
+    );
+    let out = s.out();
+    let build = |spec: &std::path::Path, name: &str| {
+        ok(&osbuild_in(
+            &s.cache(),
+            &[
+                "build",
+                "-f",
+                "tar",
+                "--name",
+                name,
+                "--dir",
+                out.to_str().unwrap(),
+                spec.to_str().unwrap(),
+            ],
+        ));
+        out.join(format!("{name}.tar"))
+    };
+    let tar = build(&spec, "sup");
+    let listing = sh(Command::new("tar").arg("-tvf").arg(&tar));
+    let line = |path: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(path))
+            .unwrap_or_else(|| panic!("{path} missing from\n{listing}"))
+            .to_string()
+    };
+    let expected = [
+        ("onboot/000-setup", r#"{"timeout":0.5}"#),
+        ("onboot/001-plain", "{}"),
+        ("onshutdown/000-save", r#"{"timeout":90.0}"#),
+        ("services/db", r#"{"restart":"on-failure"}"#),
+        ("services/web", r#"{"restart":"no","dependsOn":["db"]}"#),
+    ];
+    for (bundle, want) in expected {
+        let path = format!("containers/{bundle}/supervise.json");
+        let text = sh(Command::new("tar").arg("-xOf").arg(&tar).arg(&path));
+        let got: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let want: serde_json::Value = serde_json::from_str(want).unwrap();
+        assert_eq!(got, want, "{path}: {text}");
+        assert_eq!(
+            serde_json::to_string(&got).unwrap(),
+            serde_json::to_string(&want).unwrap(),
+            "{path}: key order"
+        );
+        assert!(text.ends_with("}\n"), "{path}: {text:?}");
+        // Same mode, owner and time as config.json (`tar -tv`: mode, owner, size, date, time).
+        let config = line(&format!("containers/{bundle}/config.json"));
+        let fields = |l: &str| -> Vec<String> {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            vec![f[0].into(), f[1].into(), f[3].into(), f[4].into()]
+        };
+        assert_eq!(fields(&line(&path)), fields(&config), "{path}");
+        assert!(line(&path).starts_with("-rw-r--r-- "), "{}", line(&path));
+    }
+    // The dry run shows the keys, and its output builds the same bundles.
+    let dry = ok(&osbuild_in(
+        &s.cache(),
+        &["build", "--dry-run", spec.to_str().unwrap()],
+    ));
+    for want in [
+        "timeout: 500ms",
+        "timeout: 1m30s",
+        "restart: on-failure",
+        "dependsOn:",
+    ] {
+        assert!(dry.contains(want), "{want} missing from\n{dry}");
+    }
+    let pinned = s.spec("pinned.yml", &dry);
+    let again = build(&pinned, "pinned");
+    for (bundle, _) in expected {
+        let path = format!("containers/{bundle}/supervise.json");
+        assert_eq!(
+            sh(Command::new("tar").arg("-xOf").arg(&again).arg(&path)),
+            sh(Command::new("tar").arg("-xOf").arg(&tar).arg(&path)),
+            "{path}"
+        );
+    }
+}

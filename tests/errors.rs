@@ -251,3 +251,115 @@ fn tampered_registry_blob_fails_the_build() {
     );
     assert!(s.outputs().is_empty());
 }
+
+/// A spec that fails validation: nothing is pulled, so no registry is needed.
+fn build_offline(s: &Scratch, spec: &str) -> Output {
+    let path = s.spec("bad.yml", spec);
+    osbuild_in(
+        &s.cache(),
+        &[
+            "build",
+            "--dir",
+            s.out().to_str().unwrap(),
+            path.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn supervision_keys_are_checked_where_written() {
+    let s = Scratch::new();
+    for (spec, want) in [
+        (
+            "onboot:\n  - name: a\n    image: x\n    timeout: soon\n",
+            "bad.yml:4:14: onboot[0].timeout: timeout \"soon\" is not a duration: give whole seconds (30) or numbers with units ms, s, m, h (500ms, 30s, 2m, 1h, 1m30s)",
+        ),
+        (
+            "onshutdown:\n  - name: a\n    image: x\n    timeout: 0s\n",
+            "bad.yml:4:14: onshutdown[0].timeout: timeout \"0s\" must be longer than zero",
+        ),
+        (
+            "services:\n  - name: a\n    image: x\n    timeout: 5s\n",
+            "bad.yml:4:14: services[0].timeout: `timeout` is allowed only in `onboot` and `onshutdown`, not in `services`",
+        ),
+        (
+            "onboot:\n  - name: a\n    image: x\n    restart: always\n",
+            "bad.yml:4:14: onboot[0].restart: `restart` is allowed only in `services`, not in `onboot`",
+        ),
+        (
+            "services:\n  - name: a\n    image: x\n    restart: sometimes\n",
+            "bad.yml:4:14: services[0].restart: restart \"sometimes\" is not one of always, on-failure, no",
+        ),
+        (
+            "onboot:\n  - name: a\n    image: x\n    dependsOn: [b]\n",
+            "bad.yml:4:17: onboot[0].dependsOn: `dependsOn` is allowed only in `services`, not in `onboot`",
+        ),
+        (
+            "services:\n  - name: a\n    image: x\n    dependsOn: [ghost]\n",
+            "bad.yml:4:17: services[0].dependsOn[0]: \"ghost\" is not a service of this spec",
+        ),
+        (
+            "services:\n  - name: a\n    image: x\n    dependsOn: [a]\n",
+            "bad.yml:4:17: services[0].dependsOn[0]: service \"a\" cannot depend on itself",
+        ),
+        (
+            "services:\n  - name: a\n    image: x\n    dependsOn: [b]\n  - name: b\n    image: x\n    dependsOn: [a]\n",
+            "bad.yml:4:17: services[0].dependsOn[0]: dependency cycle: a -> b -> a",
+        ),
+    ] {
+        let e = failure(&build_offline(&s, spec), 3);
+        assert!(e.ends_with(want), "{spec}\n{e}");
+    }
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn supervision_keys_in_an_image_label_are_refused() {
+    use osbuild::image::Arch;
+    use osbuild::image::layout::ImageSpec;
+    let registry = Registry::start().unwrap();
+    let pusher = Pusher::new(&registry.addr()).unwrap();
+    let tree = osbuild_testenv::trees::arch_marker("amd64").unwrap();
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert(
+        "org.mobyproject.config".to_string(),
+        r#"{"readonly":true,"restart":"no"}"#.to_string(),
+    );
+    let image = pusher
+        .push(
+            "labelled/restart:1",
+            &ImageSpec {
+                layers: vec![&tree],
+                cmd: vec!["/x".into()],
+                labels,
+                ..ImageSpec::default()
+            },
+            Arch::Amd64,
+        )
+        .unwrap();
+    let s = Scratch::new();
+    let spec = s.spec(
+        "l.yml",
+        &format!("services:\n  - name: app\n    image: {image}\n"),
+    );
+    let o = osbuild_in(
+        &s.cache(),
+        &[
+            "build",
+            "-f",
+            "tar",
+            "--dir",
+            s.out().to_str().unwrap(),
+            spec.to_str().unwrap(),
+        ],
+    );
+    let e = failure(&o, 3);
+    assert!(
+        e.contains("l.yml:2:11: services[0]: ")
+            && e.contains(
+                "the org.mobyproject.config label may not set `restart` (supervision keys are set in the spec only)"
+            ),
+        "{e}"
+    );
+    assert!(s.outputs().is_empty());
+}

@@ -288,6 +288,7 @@ fn add_bundle(
     for (name, body) in [
         ("config.json", &plan.config_json),
         ("runtime.json", &plan.runtime_json),
+        ("supervise.json", &plan.supervise_json),
     ] {
         let file = leaf(
             Meta::root(0o644, mtime),
@@ -411,6 +412,7 @@ mod tests {
             readonly,
             config_json: format!("{{\"name\":\"{name}\"}}").into_bytes(),
             runtime_json: b"{}".to_vec(),
+            supervise_json: b"{}\n".to_vec(),
         }
     }
 
@@ -491,6 +493,52 @@ mod tests {
             app.meta.mode, 0o750,
             "new parents get search permission where readable"
         );
+    }
+
+    #[test]
+    fn every_bundle_gets_its_supervise_json() {
+        let spec = crate::spec::load_str(
+            "onboot:\n  - {name: setup, image: svc:1, timeout: 500ms}\n  - {name: plain, image: svc:1}\nonshutdown:\n  - {name: save, image: svc:1, timeout: 1m30s}\nservices:\n  - {name: db, image: svc:1, restart: on-failure}\n  - {name: web, image: svc:1, restart: no, dependsOn: [db]}\n",
+            std::path::Path::new("s.yml"),
+            0,
+        )
+        .unwrap();
+        let mut images = ImageTrees::new();
+        images.insert("svc:1".into(), image(&[("bin/svc", "svc")]));
+        let mut plan = RootfsPlan::default();
+        for (section, list) in [
+            (Section::Onboot, &spec.onboot),
+            (Section::Onshutdown, &spec.onshutdown),
+            (Section::Services, &spec.services),
+        ] {
+            for (i, c) in list.iter().enumerate() {
+                let mut b = bundle(section, i, c.name(), "svc:1", true);
+                b.supervise_json = crate::rootfs::supervise_json::supervise_json(c).unwrap();
+                plan.bundles.push(b);
+            }
+        }
+        let t = assemble(&plan, &images, 42).unwrap();
+        for (bundle, want) in [
+            ("onboot/000-setup", "{\n    \"timeout\": 0.5\n}\n"),
+            ("onboot/001-plain", "{}\n"),
+            ("onshutdown/000-save", "{\n    \"timeout\": 90.0\n}\n"),
+            ("services/db", "{\n    \"restart\": \"on-failure\"\n}\n"),
+            (
+                "services/web",
+                "{\n    \"restart\": \"no\",\n    \"dependsOn\": [\n        \"db\"\n    ]\n}\n",
+            ),
+        ] {
+            let path = format!("containers/{bundle}/supervise.json");
+            assert_eq!(text_at(&t, &path), want, "{path}");
+            let meta = &file_at(&t, &path).meta;
+            let config = &file_at(&t, &format!("containers/{bundle}/config.json")).meta;
+            assert_eq!(
+                (meta.mode, meta.uid, meta.gid, meta.mtime),
+                (config.mode, config.uid, config.gid, config.mtime),
+                "{path}: like config.json"
+            );
+            assert_eq!((meta.mode, meta.mtime), (0o644, 42));
+        }
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct BundlePlan {
     pub config_json: Vec<u8>,
     /// LinuxKit's `runtime.json`.
     pub runtime_json: Vec<u8>,
+    /// `supervise.json`: the spec's `timeout`, `restart` and `dependsOn` for the init.
+    pub supervise_json: Vec<u8>,
 }
 
 impl BundlePlan {

@@ -34,6 +34,11 @@ fn parse_label(label: &str) -> Result<ImageSpec, String> {
     if spec.image.is_some() {
         return Err("the org.mobyproject.config label may not set `image`".into());
     }
+    if let Some(key) = super::supervise::set_keys(&spec).first() {
+        return Err(format!(
+            "the org.mobyproject.config label may not set `{key}` (supervision keys are set in the spec only)"
+        ));
+    }
     Ok(spec)
 }
 
@@ -112,6 +117,10 @@ pub fn resolve_image_config(yaml: &ImageSpec, label: Option<&str>) -> Result<Ima
                     .or_else(|| merge_unique(label.binds.clone(), &yaml.binds_add, |b| b.value.clone())),
                 binds_add: None,
                 runtime: merge_runtime(label.runtime.as_ref(), yaml.runtime.as_ref()),
+                // Supervision keys come from the spec only (a label setting one is refused).
+                timeout: yaml.timeout.clone(),
+                restart: yaml.restart.clone(),
+                depends_on: yaml.depends_on.clone(),
             }
         };
     }
@@ -205,11 +214,37 @@ mod tests {
             err.contains("label is invalid: capabilites: unknown field `capabilites`"),
             "{err}"
         );
+        for (label, key) in [
+            (r#"{"timeout":"5s"}"#, "timeout"),
+            (r#"{"readonly":true,"restart":"no"}"#, "restart"),
+            (r#"{"dependsOn":["db"]}"#, "dependsOn"),
+            ("restart: on-failure\n", "restart"),
+        ] {
+            let err = resolve_image_config(&y, Some(label)).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "the org.mobyproject.config label may not set `{key}` (supervision keys are set in the spec only)"
+                ),
+                "{label}"
+            );
+        }
         let err = resolve_image_config(&y, Some(r#"{"runtime":{"mkdir":[1]}}"#)).unwrap_err();
         assert!(
             err.contains("label is invalid: runtime.mkdir[0]: invalid type"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn supervision_keys_come_from_the_yaml() {
+        let y = yaml("name: x\nimage: y\nrestart: on-failure\ndependsOn: [db]\n");
+        let r = resolve_image_config(&y, Some(r#"{"readonly":true}"#)).unwrap();
+        assert_eq!(r.restart.unwrap().value, crate::spec::Restart::OnFailure);
+        assert_eq!(r.depends_on.unwrap()[0].value, "db");
+        let y = yaml("name: x\nimage: y\ntimeout: 1s\n");
+        let r = resolve_image_config(&y, None).unwrap();
+        assert_eq!(r.timeout.unwrap().value.as_millis(), 1_000);
     }
 
     #[test]

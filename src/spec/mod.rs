@@ -9,6 +9,7 @@ mod load;
 mod merge;
 mod refs;
 mod scalar;
+mod supervise;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ pub use load::{LoadedSpec, SpecError, load, load_str, parse_located};
 pub use merge::merge;
 pub use refs::{ImageRef, ImageUse, pin_images};
 pub use scalar::{IdRef, Mode};
+pub use supervise::{Restart, Timeout};
 pub use validate::{Rlimit, parse_rlimit};
 
 /// A value with the place it was written (line and column; zero when it came from JSON).
@@ -392,6 +394,29 @@ pub struct ImageSpec {
     /// LinuxKit runtime config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeSpec>,
+    /// Supervision (spec only, never from a label; onboot and onshutdown): kill the container
+    /// after this long and go on.
+    #[serde(
+        default,
+        deserialize_with = "supervise::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Loc<Timeout>>,
+    /// Supervision (spec only; services): when to restart the service (default `always`).
+    #[serde(
+        default,
+        deserialize_with = "supervise::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restart: Option<Loc<Restart>>,
+    /// Supervision (spec only; services): services to start before this one.
+    #[serde(
+        default,
+        rename = "dependsOn",
+        deserialize_with = "supervise::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub depends_on: Option<Vec<Loc<String>>>,
 }
 
 impl ImageSpec {

@@ -1,12 +1,12 @@
 //! Checks a merged spec before anything is pulled: names, references, capabilities, ids,
-//! rlimits, binds, files and volumes. Each failure names the file, line, column and key.
+//! rlimits, binds, supervision keys (`timeout`, `restart`, `dependsOn`), files and volumes. Each failure names the file, line, column and key.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::capabilities::{is_known_capability, suggest};
 use super::load::{LoadedSpec, SpecError};
-use super::{IdRef, ImageSpec, Loc, PKG_PREFIX};
+use super::{IdRef, ImageSpec, Loc, PKG_PREFIX, supervise};
 use crate::image::Reference;
 
 /// The resource limits LinuxKit accepts.
@@ -249,7 +249,9 @@ pub fn validate(loaded: &LoadedSpec) -> Result<(), SpecError> {
     ];
     for (section, list) in sections {
         for (i, c) in list.iter().enumerate() {
-            check_container(loaded, c, &format!("{section}[{i}]"))?;
+            let key = format!("{section}[{i}]");
+            check_container(loaded, c, &key)?;
+            supervise::check_section(loaded, c, section, &key)?;
         }
     }
     let mut seen: BTreeMap<&str, &Loc<String>> = BTreeMap::new();
@@ -269,6 +271,7 @@ pub fn validate(loaded: &LoadedSpec) -> Result<(), SpecError> {
             ));
         }
     }
+    supervise::check_dependencies(loaded)?;
     let mut volumes: BTreeMap<&str, ()> = BTreeMap::new();
     for (i, v) in spec.volumes.iter().enumerate() {
         let file = loaded.file(v.file);
