@@ -2,6 +2,8 @@
 # A shell on every console the kernel was given (each console= on its command line), started
 # again whenever it exits. With INSECURE=false in the environment getty asks for a login
 # instead of starting a root shell straight away.
+# Interactive shells read this (PATH, prompt, the svc alias).
+export ENV=/etc/profile
 consoles=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^console=\([^,]*\).*/\1/p')
 [ -n "$consoles" ] || consoles=console
 if [ "${INSECURE:-true}" = "false" ]; then

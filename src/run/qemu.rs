@@ -241,6 +241,16 @@ fn block_device(arch: Arch) -> &'static str {
     }
 }
 
+/// The virtio entropy device of `arch`'s machine. Without one, a guest under TCG can wait
+/// minutes for its random pool (getrandom(2) blocks, e.g. in a DHCP client).
+fn rng_device(arch: Arch) -> &'static str {
+    if arch == Arch::S390x {
+        "virtio-rng-ccw"
+    } else {
+        "virtio-rng-pci"
+    }
+}
+
 /// The machine for `arch`.
 pub fn machine(arch: Arch) -> Machine {
     match arch {
@@ -357,6 +367,7 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
             .to_string();
     }
     push(&mut args, &["-append", &cmdline]);
+    push(&mut args, &["-device", rng_device(cfg.arch)]);
     if cfg.network {
         let mut netdev = "user,id=n0".to_string();
         for p in &cfg.publish {
@@ -573,6 +584,7 @@ mod tests {
         assert!(x.starts_with("-M q35 -accel tcg -m 1024 -smp 2"), "{x}");
         assert!(x.contains("-append quiet console=ttyS0"), "{x}");
         assert!(x.contains("-device virtio-net-pci,netdev=n0"), "{x}");
+        assert!(x.contains("-device virtio-rng-pci"), "{x}");
         let a = text(&arguments(&config(Arch::Arm64), false).unwrap());
         assert!(a.starts_with("-M virt -cpu cortex-a57"), "{a}");
         assert!(a.contains("console=ttyAMA0"), "{a}");

@@ -70,9 +70,16 @@ pub fn build(
             let src = unpacked.join("lib/modules").join(&release);
             let mut wanted = Vec::new();
             for (i, m) in list.iter().enumerate() {
-                match resolve(&src, &m.value)? {
+                // "name?": wanted where the architecture's kernel has it (ACPI's button is
+                // x86 and arm64 only).
+                let (module, optional) = match m.value.strip_suffix('?') {
+                    Some(name) => (name, true),
+                    None => (m.value.as_str(), false),
+                };
+                match resolve(&src, module)? {
                     Resolved::Module(path) => wanted.push(path),
                     Resolved::BuiltIn => {}
+                    Resolved::Missing if optional => {}
                     Resolved::Missing => {
                         return Err(SpecError::at(
                             &manifest,

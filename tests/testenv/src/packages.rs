@@ -25,6 +25,16 @@ pub fn shared_cache() -> Result<Cache> {
     Ok(Cache::open(&dir)?)
 }
 
+/// The shared cache's directory and the lock that serialises its package builds across the
+/// test binaries of a run (held until the returned file is dropped).
+pub fn locked_cache_dir() -> Result<(PathBuf, fs::File)> {
+    let dir = crate::fixtures_dir().join("pkg-cache");
+    fs::create_dir_all(&dir)?;
+    let lock = fs::File::create(crate::fixtures_dir().join(".pkg-cache.lock"))?;
+    lock.lock()?;
+    Ok((dir, lock))
+}
+
 /// Build the package in `dir` into the shared cache (once per run and per content); returns
 /// the cache and the reference pinned by the index digest.
 pub fn build(dir: &Path) -> Result<(Cache, Reference)> {

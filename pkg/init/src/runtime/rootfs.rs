@@ -1,0 +1,286 @@
+//! The container's filesystem view: its root bound and mounted over, default devices,
+//! pivot_root into it, masked and read-only paths, a read-only root.
+
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+use super::Bundle;
+use super::config::Mount;
+use super::mounts;
+
+const NONE: Option<&str> = None;
+
+/// Device nodes every container gets when its `/dev` is not the host's: (name, major, minor).
+const DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Links every container's `/dev` gets.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+
+/// Build the container's mounts under its root and pivot into it. Runs in the container's new
+/// mount namespace.
+pub fn enter(bundle: &Bundle) -> Result<(), String> {
+    let c = &bundle.config;
+    let propagation = match c.linux.rootfs_propagation.as_deref() {
+        Some("shared" | "rshared") => MsFlags::MS_SHARED,
+        Some("slave" | "rslave") => MsFlags::MS_SLAVE,
+        _ => MsFlags::MS_PRIVATE,
+    };
+    mount(NONE, "/", NONE, MsFlags::MS_REC | propagation, NONE)
+        .map_err(|e| format!("making / {propagation:?}: {e}"))?;
+    let root = bundle.rootfs();
+    mount(
+        Some(&root),
+        &root,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .map_err(|e| format!("binding {}: {e}", root.display()))?;
+    // The image's tree may sit on a read-only mount; mount points are made while writable and
+    // the root goes read-only at the end when the config says so.
+    mount(
+        NONE,
+        &root,
+        NONE,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+        NONE,
+    )
+    .map_err(|e| format!("remounting {} writable: {e}", root.display()))?;
+    let mut host_dev = false;
+    // Read-only tmpfs mounts (a read-only container's /dev) go read-only once the mounts and
+    // devices inside them are made, as runc does.
+    let mut readonly_later = Vec::new();
+    for m in &c.mounts {
+        let dest = resolve_in_root(&root, &m.destination)?;
+        let relative = dest.strip_prefix(&root).unwrap_or(&dest);
+        let mut options = m.options.clone();
+        if m.kind.as_deref() == Some("tmpfs") && options.iter().any(|o| o == "ro") {
+            options.retain(|o| o != "ro");
+            let keep = mounts::parse_options(&options).flags
+                & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+            readonly_later.push((dest.clone(), keep));
+        }
+        let in_root = Mount {
+            destination: format!("/{}", relative.display()),
+            options,
+            ..m.clone()
+        };
+        mounts::apply(Some(&root), &in_root)
+            .map_err(|e| format!("mount {}: {e}", m.destination))?;
+        if m.destination == "/dev" && mounts::parse_options(&m.options).bind {
+            host_dev = true;
+        }
+    }
+    if !host_dev {
+        default_devices(&root.join("dev"))?;
+    }
+    for d in &c.linux.devices {
+        make_device(&root, d)?;
+    }
+    for (dest, keep) in readonly_later.iter().rev() {
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | *keep;
+        mount(NONE, dest, NONE, flags, NONE)
+            .map_err(|e| format!("making {} read-only: {e}", dest.display()))?;
+    }
+    std::env::set_current_dir(&root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    // Before /proc/sys goes read-only.
+    for (key, value) in &c.linux.sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| format!("sysctl {key}={value}: {e}"))?;
+    }
+    for p in &c.linux.masked_paths {
+        mask(p)?;
+    }
+    for p in &c.linux.readonly_paths {
+        make_readonly(p)?;
+    }
+    if c.root.readonly {
+        mount(
+            NONE,
+            "/",
+            NONE,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            NONE,
+        )
+        .map_err(|e| format!("making the root read-only: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `path` inside `root` with every symlink resolved as if `root` were `/`, so a link in the
+/// image cannot point a mount outside the container.
+pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let mut todo: Vec<PathBuf> = vec![PathBuf::from(path)];
+    let mut out = root.to_path_buf();
+    let mut links = 0;
+    while let Some(p) = todo.pop() {
+        let mut comps: Vec<Component> = p.components().collect();
+        comps.reverse();
+        while let Some(comp) = comps.pop() {
+            match comp {
+                Component::RootDir => out = root.to_path_buf(),
+                Component::CurDir | Component::Prefix(_) => {}
+                Component::ParentDir => {
+                    if out != root {
+                        out.pop();
+                    }
+                }
+                Component::Normal(name) => {
+                    let next = out.join(name);
+                    match std::fs::read_link(&next) {
+                        Ok(target) => {
+                            links += 1;
+                            if links > 40 {
+                                return Err(format!("{path}: too many levels of symbolic links"));
+                            }
+                            let rest: PathBuf = comps.iter().rev().collect();
+                            comps.clear();
+                            todo.push(rest);
+                            todo.push(target);
+                        }
+                        Err(_) => out = next,
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn default_devices(dev: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dev).map_err(|e| format!("mkdir {}: {e}", dev.display()))?;
+    for (name, major, minor) in DEVICES {
+        let path = dev.join(name);
+        if path.symlink_metadata().is_ok() {
+            continue;
+        }
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|e| format!("mknod {}: {e}", path.display()))?;
+        // mknod is subject to the umask.
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    }
+    for (name, target) in DEV_LINKS {
+        let path = dev.join(name);
+        if path.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(target, &path)
+                .map_err(|e| format!("symlink {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn make_device(root: &Path, d: &super::config::Device) -> Result<(), String> {
+    let kind = match d.kind.as_str() {
+        "c" | "u" => SFlag::S_IFCHR,
+        "b" => SFlag::S_IFBLK,
+        "p" => SFlag::S_IFIFO,
+        other => return Err(format!("device {}: unknown type {other:?}", d.path)),
+    };
+    let path = resolve_in_root(root, &d.path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+    }
+    let _ = std::fs::remove_file(&path);
+    let mode = Mode::from_bits_truncate(d.file_mode.unwrap_or(0o666));
+    mknod(&path, kind, mode, makedev(d.major, d.minor))
+        .map_err(|e| format!("mknod {}: {e}", d.path))?;
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &path,
+        mode,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| format!("chmod {}: {e}", d.path))?;
+    std::os::unix::fs::chown(&path, d.uid, d.gid).map_err(|e| format!("chown {}: {e}", d.path))
+}
+
+fn mask(path: &str) -> Result<(), String> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let r = if meta.is_dir() {
+        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+    } else {
+        mount(Some("/dev/null"), path, NONE, MsFlags::MS_BIND, NONE)
+    };
+    r.map_err(|e| format!("masking {path}: {e}"))
+}
+
+fn make_readonly(path: &str) -> Result<(), String> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    mount(
+        Some(path),
+        path,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .map_err(|e| format!("binding {path}: {e}"))?;
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    mount(NONE, path, NONE, flags, NONE).map_err(|e| format!("making {path} read-only: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("run/resolvconf")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/run/resolvconf/resolv.conf", root.join("etc/resolv.conf"))
+            .unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("etc/up")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("var")).unwrap();
+        assert_eq!(
+            resolve_in_root(root, "/etc/resolv.conf").unwrap(),
+            root.join("run/resolvconf/resolv.conf")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/etc/up/tmp").unwrap(),
+            root.join("tmp")
+        );
+        assert_eq!(resolve_in_root(root, "/var/x").unwrap(), root.join("etc/x"));
+        assert_eq!(resolve_in_root(root, "/a/../b").unwrap(), root.join("b"));
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(resolve_in_root(root, "/loop").is_err());
+    }
+}

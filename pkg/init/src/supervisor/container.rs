@@ -1,0 +1,322 @@
+//! One supervised container: its bundle, policy, state and the stage-1 process running it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::logs::Logs;
+use crate::runtime::{self, cgroups, config};
+
+/// The spec section a container comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Run once at boot, in order.
+    Onboot,
+    /// Kept running.
+    Service,
+    /// Run once at shutdown, in order.
+    Onshutdown,
+}
+
+impl Section {
+    /// The folder under `/containers`.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Section::Onboot => "onboot",
+            Section::Service => "services",
+            Section::Onshutdown => "onshutdown",
+        }
+    }
+}
+
+/// Restart policy of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Whatever the exit status.
+    Always,
+    /// Only after a non-zero status or a signal.
+    OnFailure,
+    /// Never.
+    No,
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not started yet (waiting for its turn or its dependencies).
+    Waiting,
+    /// Its process runs.
+    Running,
+    /// Waiting out the back-off before a restart.
+    Backoff,
+    /// Exited and not to be restarted.
+    Exited,
+    /// Stopped on request.
+    Stopped,
+    /// Could not be started or was killed at its timeout.
+    Failed,
+}
+
+impl State {
+    /// Lower-case name, as the API reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Running => "running",
+            State::Backoff => "backoff",
+            State::Exited => "exited",
+            State::Stopped => "stopped",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// A container and its supervision state.
+pub struct Container {
+    /// Its name (the bundle folder's name).
+    pub name: String,
+    /// Its section.
+    pub section: Section,
+    /// The bundle.
+    pub dir: PathBuf,
+    /// Its cgroup.
+    pub cgroup: PathBuf,
+    /// Time allowed (onboot, onshutdown).
+    pub timeout: Option<Duration>,
+    /// Restart policy (services).
+    pub restart: Restart,
+    /// Services to start first.
+    pub depends_on: Vec<String>,
+    /// Current state.
+    pub state: State,
+    /// The stage-1 process while running.
+    pub pid: Option<Pid>,
+    /// When it was last started.
+    pub started: Option<Instant>,
+    /// When to start it again (in back-off).
+    pub next_start: Option<Instant>,
+    /// When to kill it for good (a stop or timeout in progress).
+    pub kill_at: Option<Instant>,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// Consecutive quick failures, for the back-off.
+    pub failures: u32,
+    /// The last exit status (128+N for signal N).
+    pub last_exit: Option<i32>,
+    /// Set while a stop was asked for.
+    pub stopping: bool,
+    /// Its output.
+    pub logs: Arc<Logs>,
+}
+
+/// A problem with a bundle's `supervise.json`.
+fn policy(
+    dir: &Path,
+    section: Section,
+) -> Result<(Option<Duration>, Restart, Vec<String>), String> {
+    let s: config::Supervise = config::read(&dir.join("supervise.json"))?;
+    let timeout = match s.timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return Err(format!(
+                "{}: timeout {t} is not a positive duration",
+                dir.display()
+            ));
+        }
+        None if section == Section::Onshutdown => Some(Duration::from_secs(60)),
+        None => None,
+    };
+    let restart = match s.restart.as_deref() {
+        None | Some("always") => Restart::Always,
+        Some("on-failure") => Restart::OnFailure,
+        Some("no") => Restart::No,
+        Some(other) => {
+            return Err(format!(
+                "{}: unknown restart policy {other:?}",
+                dir.display()
+            ));
+        }
+    };
+    Ok((timeout, restart, s.depends_on))
+}
+
+impl Container {
+    /// The container in bundle `dir`.
+    pub fn open(dir: &Path, section: Section) -> Result<Container, String> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bundle = runtime::Bundle::open(dir)?;
+        let (timeout, restart, depends_on) = policy(dir, section)?;
+        // Console lines carry the spec's name ("dhcpcd", not "000-dhcpcd"); files keep the
+        // section and order ("onboot.000-dhcpcd.log").
+        let short = match name.split_once('-') {
+            Some((n, rest))
+                if section != Section::Service && n.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                rest
+            }
+            _ => &name,
+        };
+        let file = match section {
+            Section::Service => name.clone(),
+            Section::Onboot => format!("onboot.{name}"),
+            Section::Onshutdown => format!("onshutdown.{name}"),
+        };
+        Ok(Container {
+            cgroup: cgroups::path_for(dir, &bundle.config),
+            logs: Arc::new(Logs::new(
+                short,
+                &file,
+                Some(PathBuf::from("/var/log")),
+                true,
+            )),
+            name,
+            section,
+            dir: dir.to_path_buf(),
+            timeout,
+            restart,
+            depends_on,
+            state: State::Waiting,
+            pid: None,
+            started: None,
+            next_start: None,
+            kill_at: None,
+            restarts: 0,
+            failures: 0,
+            last_exit: None,
+            stopping: false,
+        })
+    }
+
+    /// Start its stage-1 process, output going to its log.
+    pub fn start(&mut self) -> Result<(), String> {
+        let (reader, writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let err_writer = writer.try_clone().map_err(|e| format!("pipe: {e}"))?;
+        let child = Command::new("/proc/self/exe")
+            .arg(runtime::STAGE1)
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(err_writer)
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                self.state = State::Failed;
+                return Err(format!("{}: starting: {e}", self.name));
+            }
+        };
+        self.logs.clone().follow(reader);
+        self.pid = Some(Pid::from_raw(child.id() as i32));
+        self.state = State::Running;
+        self.started = Some(Instant::now());
+        self.next_start = None;
+        self.kill_at = None;
+        self.stopping = false;
+        Ok(())
+    }
+
+    /// Ask it to stop: SIGTERM now, everything in its cgroup killed after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.pid {
+            self.stopping = true;
+            let _ = kill(pid, Signal::SIGTERM);
+            self.kill_at = Some(Instant::now() + grace);
+        }
+    }
+
+    /// Kill every process of the container now.
+    pub fn kill_now(&mut self) {
+        cgroups::kill(&self.cgroup);
+        if let Some(pid) = self.pid {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        self.kill_at = None;
+    }
+
+    /// The container's main process (the child of stage 1), found in /proc.
+    pub fn main_pid(&self) -> Option<i32> {
+        let parent = self.pid?.as_raw();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            let after = &stat[stat.rfind(')')? + 2..];
+            let ppid: i32 = after.split(' ').nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+    }
+}
+
+/// Describe an exit status for people.
+pub fn describe_exit(code: i32) -> String {
+    if code > 128 {
+        let sig = Signal::try_from(code - 128).map_or("?", |s| s.as_str());
+        format!("killed by signal {} ({sig})", code - 128)
+    } else {
+        format!("exited with status {code}")
+    }
+}
+
+/// Back-off before restart number `failures` (doubling from 250 ms up to 30 s).
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << failures.min(7))).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        assert_eq!(backoff(0), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(20), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn exits_are_described() {
+        assert_eq!(describe_exit(0), "exited with status 0");
+        assert_eq!(describe_exit(137), "killed by signal 9 (SIGKILL)");
+    }
+
+    #[test]
+    fn policy_comes_from_supervise_json() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("supervise.json"),
+            r#"{"timeout":1.5,"restart":"on-failure","dependsOn":["db"]}"#,
+        )
+        .unwrap();
+        let (t, r, deps) = policy(d.path(), Section::Service).unwrap();
+        assert_eq!(
+            (t, r, deps),
+            (
+                Some(Duration::from_millis(1500)),
+                Restart::OnFailure,
+                vec!["db".to_string()]
+            )
+        );
+        std::fs::remove_file(d.path().join("supervise.json")).unwrap();
+        assert_eq!(
+            policy(d.path(), Section::Onshutdown).unwrap().0,
+            Some(Duration::from_secs(60))
+        );
+        std::fs::write(
+            d.path().join("supervise.json"),
+            r#"{"restart":"sometimes"}"#,
+        )
+        .unwrap();
+        assert!(
+            policy(d.path(), Section::Service)
+                .unwrap_err()
+                .contains("sometimes")
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! The system inside the image: `examples/redis-os.yml` (pkg/init as PID 1 and supervisor,
+//! pkg/dhcpcd, pkg/getty, pkg/redis) booted under QEMU. From the host, `redis-cli` through a
+//! published port gets PONG; redis killed in the guest is restarted; an onboot container
+//! that hangs is killed at its timeout, a failing one is reported with its output; a probe
+//! container prints its capabilities, namespaces, ids, limits and cgroup; QEMU's
+//! `system_powerdown` runs the onshutdown container and powers off.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Scratch, env, repo, stderr};
+
+/// Extra containers merged into redis-os.yml for the x86_64 boot. The probe prints what the
+/// container sees; the console shows its lines as `probe: probe: ...`.
+const EXTRA: &str = r#"
+onboot:
+  - name: hang
+    image: osbuild/busybox:1
+    command: ["/bin/sleep", "3600"]
+    timeout: 3s
+  - name: fail
+    image: osbuild/busybox:1
+    command: ["/bin/sh", "-c", "echo probe-fail: about to fail; exit 3"]
+  - name: probe
+    image: osbuild/busybox:1
+    command: ["/bin/sh", "/probe.sh"]
+    capabilities: [CAP_NET_ADMIN, CAP_SYS_TIME]
+    ambient: [CAP_NET_ADMIN]
+    net: new
+    uts: new
+    uid: 1000
+    gid: 1001
+    additionalGids: [5, 7]
+    hostname: probe-host
+    readonly: true
+    noNewPrivileges: true
+    oomScoreAdj: 500
+    sysctl:
+      net.ipv4.ip_forward: "1"
+    rlimits: ["nofile,123,456"]
+    resources:
+      memory:
+        limit: 67108864
+      pids:
+        limit: 42
+    binds:
+      - /etc/probe.sh:/probe.sh
+onshutdown:
+  - name: bye
+    image: osbuild/busybox:1
+    command: ["/bin/echo", "osbuild-shutdown-marker"]
+files:
+  - path: etc/probe.sh
+    mode: "0644"
+    contents: |
+      grep -E '^(CapBnd|CapEff|CapAmb|NoNewPrivs):' /proc/self/status | tr -d '\t' | sed 's/^/probe: /'
+      echo "probe: uid=$(id -u) gid=$(id -g) groups=$(id -G | tr ' ' ,)"
+      echo "probe: pid=$$ hostname=$(hostname)"
+      touch /probe-file 2>/dev/null && echo "probe: root=rw" || echo "probe: root=ro"
+      echo "probe: nofile=$(ulimit -n)/$(ulimit -Hn) oom=$(cat /proc/self/oom_score_adj)"
+      echo "probe: ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"
+      cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)
+      echo "probe: cgroup=$cg memory.max=$(cat $cg/memory.max) pids.max=$(cat $cg/pids.max)"
+      echo "probe: links=$(ls /sys/class/net | tr '\n' ,)"
+"#;
+
+/// Build `specs` for `arch` into `out/NAME-*` with the cache shared by the run's tests, so
+/// the packages (`@pkg:`) are built once.
+fn build(arch: &str, name: &str, specs: &[&Path], out: &Path) -> PathBuf {
+    let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(["build", "-q", "--arch", arch, "--name", name, "--dir"])
+        .arg(out)
+        .args(specs)
+        .arg("--cache")
+        .arg(&cache)
+        .arg("--mirror")
+        .arg(env().mirror_arg())
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{arch}: build failed:\n{}", stderr(&o));
+    out.join(name)
+}
+
+/// A guest under `osbuild run qemu` in the foreground: the console (and QEMU's monitor,
+/// behind Ctrl-A c) on pipes.
+struct Guest {
+    arch: String,
+    qemu: Child,
+    stdin: ChildStdin,
+    console: Arc<Mutex<String>>,
+}
+
+impl Guest {
+    fn boot(arch: &str, image: &Path, port: u16) -> Guest {
+        let publish = format!("{port}:6379");
+        let mut qemu = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+            .args([
+                "run", "qemu", "--arch", arch, "--accel", "tcg", "--mem", "1024",
+            ])
+            .args(["--publish", &publish])
+            .arg(image)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let console = Arc::new(Mutex::new(String::new()));
+        for out in [
+            Box::new(qemu.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(qemu.stderr.take().unwrap()),
+        ] {
+            let console = console.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    let mut c = console.lock().unwrap();
+                    c.push_str(line.trim_end_matches('\r'));
+                    c.push('\n');
+                }
+            });
+        }
+        let stdin = qemu.stdin.take().unwrap();
+        Guest {
+            arch: arch.to_string(),
+            qemu,
+            stdin,
+            console,
+        }
+    }
+
+    fn console(&self) -> String {
+        self.console.lock().unwrap().clone()
+    }
+
+    /// Wait until the console shows `text` `times` times.
+    fn wait_for(&mut self, text: &str, times: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.console().matches(text).count() < times {
+            if Instant::now() > deadline || self.qemu.try_wait().unwrap().is_some() {
+                let _ = self.qemu.kill();
+                panic!(
+                    "{}: {text:?} did not appear {times} time(s) on the console:\n{}",
+                    self.arch,
+                    self.console()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Wait for QEMU to exit; its status, or None at the timeout.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.qemu.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let o = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (Debian package redis-tools)");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// PING until PONG comes back (the forward answers before redis listens).
+fn wait_for_pong(guest: &mut Guest, port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if redis_cli(port, &["PING"]) == "PONG" {
+            return;
+        }
+        if Instant::now() > deadline || guest.qemu.try_wait().unwrap().is_some() {
+            panic!(
+                "{}: no PONG from redis through port {port}:\n{}",
+                guest.arch,
+                guest.console()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn probe_lines(console: &str) -> Vec<&str> {
+    console
+        .lines()
+        .filter_map(|l| l.strip_prefix("probe: probe: "))
+        .collect()
+}
+
+#[test]
+fn redis_os_serves_restarts_and_powers_down_on_x86_64() {
+    env();
+    let s = Scratch::new();
+    let extra = s.spec("extra.yml", EXTRA);
+    let example = repo().join("examples/redis-os.yml");
+    let image = build("amd64", "redis-os", &[&example, &extra], &s.out());
+    let port = osbuild_testenv::registry::free_port().unwrap();
+    let mut guest = Guest::boot("amd64", &image, port);
+    wait_for_pong(&mut guest, port, Duration::from_secs(300));
+    assert_eq!(redis_cli(port, &["SET", "osbuild", "works"]), "OK");
+    assert_eq!(redis_cli(port, &["GET", "osbuild"]), "works");
+
+    let console = guest.console();
+    // Onboot: DHCP configured the network, the hung step was killed at its timeout, the
+    // failing one was reported with its output, and the boot went on.
+    assert!(
+        console.contains("dhcpcd: eth0: leased 10.0.2.15/24"),
+        "{console}"
+    );
+    assert!(
+        console.contains("onboot 001-hang: still running after its timeout"),
+        "{console}"
+    );
+    assert!(
+        console.contains("onboot 002-fail: exited with status 3; its last output:"),
+        "{console}"
+    );
+    assert!(
+        console.contains("  | probe-fail: about to fail"),
+        "{console}"
+    );
+    // The probe container saw what its config asked for.
+    let probe = probe_lines(&console);
+    for expected in [
+        // CAP_NET_ADMIN (12) and CAP_SYS_TIME (25) bound; as uid 1000 only the ambient
+        // CAP_NET_ADMIN stays effective across the exec.
+        "CapBnd:0000000002001000",
+        "CapAmb:0000000000001000",
+        "CapEff:0000000000001000",
+        "NoNewPrivs:1",
+        "uid=1000 gid=1001 groups=1001,5,7",
+        "pid=1 hostname=probe-host",
+        "root=ro",
+        "nofile=123/456 oom=500",
+        "ip_forward=1",
+        "cgroup=/sys/fs/cgroup/osbuild/onboot/003-probe memory.max=67108864 pids.max=42",
+        "links=lo,",
+    ] {
+        assert!(
+            probe.contains(&expected),
+            "probe did not print {expected:?}: {probe:#?}\n{console}"
+        );
+    }
+
+    // Kill redis from the console shell: the supervisor starts it again.
+    guest.type_line("kill -9 $(pidof redis-server)");
+    guest.wait_for(
+        "redis: killed by signal 9 (SIGKILL); restarting",
+        1,
+        Duration::from_secs(60),
+    );
+    wait_for_pong(&mut guest, port, Duration::from_secs(60));
+    // The control command sees the restart.
+    guest.type_line("svc ls | sed 's/^/svc-ls: /'");
+    guest.wait_for("svc-ls: redis", 1, Duration::from_secs(30));
+    let ls = guest.console();
+    let row = ls
+        .lines()
+        .find(|l| l.starts_with("svc-ls: redis "))
+        .unwrap_or_default()
+        .to_string();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols.get(3), Some(&"running"), "{row}\n{ls}");
+    let restarts: u32 = cols.get(5).and_then(|r| r.parse().ok()).unwrap_or(0);
+    assert!(restarts >= 1, "restarts: {row}\n{ls}");
+
+    // system_powerdown: the ACPI power button; onshutdown runs and QEMU exits 0.
+    let t0 = Instant::now();
+    guest.stdin.write_all(b"\x01c").unwrap();
+    guest.type_line("system_powerdown");
+    let status = guest.wait_exit(Duration::from_secs(90));
+    let console = guest.console();
+    assert!(
+        console.contains("power button pressed"),
+        "no power button event:\n{console}"
+    );
+    assert!(
+        console.contains("bye: osbuild-shutdown-marker"),
+        "onshutdown did not run:\n{console}"
+    );
+    let status = status
+        .unwrap_or_else(|| panic!("QEMU still running 90 s after system_powerdown:\n{console}"));
+    assert!(status.success(), "QEMU exited with {status}:\n{console}");
+    eprintln!(
+        "powered off {:.1}s after system_powerdown",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+fn redis_os_answers_pong_on(arch: &str) {
+    env();
+    let s = Scratch::new();
+    let example = repo().join("examples/redis-os.yml");
+    let image = build(arch, "redis-os", &[&example], &s.out());
+    let port = osbuild_testenv::registry::free_port().unwrap();
+    let mut guest = Guest::boot(arch, &image, port);
+    wait_for_pong(&mut guest, port, Duration::from_secs(600));
+    assert_eq!(redis_cli(port, &["SET", "arch", arch]), "OK");
+    assert_eq!(redis_cli(port, &["GET", "arch"]), arch);
+}
+
+#[test]
+fn redis_os_answers_pong_on_arm64() {
+    redis_os_answers_pong_on("arm64");
+}
+
+#[test]
+fn redis_os_answers_pong_on_s390x() {
+    redis_os_answers_pong_on("s390x");
+}
