@@ -50,6 +50,8 @@ onboot:
         limit: 42
     binds:
       - /etc/probe.sh:/probe.sh
+    runtime:
+      cgroups: [osbuild-test/extra]
 onshutdown:
   - name: bye
     image: osbuild/busybox:1
@@ -67,6 +69,7 @@ files:
       cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)
       echo "probe: cgroup=$cg memory.max=$(cat $cg/memory.max) pids.max=$(cat $cg/pids.max)"
       echo "probe: links=$(ls /sys/class/net | tr '\n' ,)"
+      [ -d /sys/fs/cgroup/osbuild-test/extra ] && echo "probe: runtime cgroup made"
 "#;
 
 /// Build `specs` for `arch` into `out/NAME-*` with the cache shared by the run's tests, so
@@ -263,6 +266,7 @@ fn redis_os_serves_restarts_and_powers_down_on_x86_64() {
         "ip_forward=1",
         "cgroup=/sys/fs/cgroup/osbuild/onboot/003-probe memory.max=67108864 pids.max=42",
         "links=lo,",
+        "runtime cgroup made",
     ] {
         assert!(
             probe.contains(&expected),

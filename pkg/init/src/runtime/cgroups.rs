@@ -29,21 +29,36 @@ pub fn path_for(bundle: &Path, config: &Config) -> PathBuf {
     Path::new(ROOT).join("osbuild").join(section).join(name)
 }
 
-/// Create `cgroup` (enabling the controllers on the way down), apply `resources` and move the
-/// calling process into it.
-pub fn enter(cgroup: &Path, resources: &Resources) -> Result<(), String> {
+/// Create `cgroup` (a path under [`ROOT`], or relative to it), enabling the controllers on
+/// the way down.
+pub fn create(cgroup: &Path) -> Result<(), String> {
     if !Path::new(ROOT).join("cgroup.controllers").exists() {
         return Err(format!("{ROOT} is not a cgroup2 mount"));
     }
     let relative = cgroup.strip_prefix(ROOT).unwrap_or(cgroup);
     let mut dir = PathBuf::from(ROOT);
     for part in relative.components() {
+        if matches!(part, std::path::Component::ParentDir) {
+            return Err(format!(
+                "cgroup {}: \"..\" is not allowed",
+                cgroup.display()
+            ));
+        }
+        if !matches!(part, std::path::Component::Normal(_)) {
+            continue;
+        }
         enable_controllers(&dir);
         dir.push(part);
         if !dir.exists() {
             std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         }
     }
+    Ok(())
+}
+
+/// Create `cgroup`, apply `resources` and move the calling process into it.
+pub fn enter(cgroup: &Path, resources: &Resources) -> Result<(), String> {
+    create(cgroup)?;
     for (file, value) in settings(resources) {
         write(cgroup, file, &value)?;
     }

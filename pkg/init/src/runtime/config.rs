@@ -238,6 +238,8 @@ pub struct Runtime {
     pub mounts: Vec<Mount>,
     /// Directories created first.
     pub mkdir: Vec<String>,
+    /// cgroups to create (paths under the cgroup2 root), e.g. for a container runtime inside.
+    pub cgroups: Vec<String>,
     /// Namespaces to bind-mount to a path once created, so others can join them.
     #[serde(rename = "bindNS")]
     pub bind_ns: BTreeMap<String, String>,
@@ -296,6 +298,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.mounts.len(), 2);
+        assert!(r.cgroups.is_empty());
         assert_eq!(r.mounts[1].kind, None);
     }
 }

@@ -123,6 +123,9 @@ fn run_stage1(bundle_dir: &Path) -> Result<i32, String> {
     for dir in &runtime.mkdir {
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
     }
+    for cgroup in &runtime.cgroups {
+        cgroups::create(Path::new(cgroup.trim_start_matches('/')))?;
+    }
     let cgroup = cgroups::path_for(bundle_dir, &bundle.config);
     cgroups::enter(&cgroup, &bundle.config.linux.resources)?;
     let host_mnt = namespaces::current_mount_ns()?;
