@@ -295,6 +295,22 @@ fn redis_os_serves_restarts_and_powers_down_on_x86_64() {
     assert_eq!(cols.get(3), Some(&"running"), "{row}\n{ls}");
     let restarts: u32 = cols.get(5).and_then(|r| r.parse().ok()).unwrap_or(0);
     assert!(restarts >= 1, "restarts: {row}\n{ls}");
+    // Its output is kept for `svc logs`, and `svc exec` runs a command inside it (the
+    // redis image has no shell: its own binary answers).
+    // (The quotes split the marker so the echoed command line cannot match it.)
+    guest.type_line("svc logs redis | grep -c 'Ready to accept' | sed 's/^/svc-l''ogs=/'");
+    guest.wait_for("svc-logs=", 1, Duration::from_secs(30));
+    guest.type_line("svc exec redis -- /usr/bin/redis-server --version | sed 's/^/svc-exec: /'");
+    guest.wait_for("svc-exec: Redis server v=", 1, Duration::from_secs(30));
+    let console = guest.console();
+    let ready: u32 = console
+        .lines()
+        .find_map(|l| l.strip_prefix("svc-logs=")?.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        ready >= 2,
+        "svc logs should hold both starts of redis:\n{console}"
+    );
 
     // system_powerdown: the ACPI power button; onshutdown runs and QEMU exits 0.
     let t0 = Instant::now();
