@@ -32,23 +32,21 @@ pub const MOUNTS: [SystemMount; 9] = [
     ("cgroup2", "/sys/fs/cgroup", NOEXEC, "nsdelegate"),
 ];
 
-/// Whether `target` is a mount point already (the kernel may have mounted devtmpfs).
-fn is_mounted(target: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mounts")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(target)))
-        .unwrap_or(false)
-}
-
 /// Mount [`MOUNTS`] and lay out what the system expects under them.
 pub fn mount_all() -> Result<(), String> {
+    // What is mounted already (the kernel may have mounted devtmpfs), read once /proc is.
+    let mut mounted = String::new();
     for (fstype, target, flags, data) in MOUNTS {
-        if target != "/proc" && is_mounted(target) {
+        if target != "/proc" && mounted.lines().any(|l| l.split(' ').nth(1) == Some(target)) {
             continue;
         }
         std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
         let data = (!data.is_empty()).then_some(data);
         mount(Some(fstype), target, Some(fstype), flags, data)
             .map_err(|e| format!("mount {fstype} on {target}: {e}"))?;
+        if target == "/proc" {
+            mounted = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        }
     }
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),

@@ -7,60 +7,17 @@ use rustix::thread::{
 
 use super::config::Capabilities;
 
-/// Capability names in the kernel's numbering (CAP_CHOWN is 0).
-pub const NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// The set of the capabilities named (unknown names are an error).
+/// The set of the capabilities named, `CAP_NET_ADMIN` style (any case; unknown names are an
+/// error). rustix's flags carry the kernel's names and numbers.
 pub fn set_of(names: &[String]) -> Result<CapabilitySet, String> {
     let mut set = CapabilitySet::empty();
     for name in names {
-        let n = NAMES
-            .iter()
-            .position(|c| c.eq_ignore_ascii_case(name))
+        let upper = name.to_ascii_uppercase();
+        let cap = upper
+            .strip_prefix("CAP_")
+            .and_then(CapabilitySet::from_name)
             .ok_or_else(|| format!("unknown capability {name:?}"))?;
-        set |= CapabilitySet::from_bits_retain(1 << n);
+        set |= cap;
     }
     Ok(set)
 }
@@ -68,11 +25,10 @@ pub fn set_of(names: &[String]) -> Result<CapabilitySet, String> {
 /// Drop what is not in the bounding set (needs CAP_SETPCAP: do it while still root).
 pub fn limit_bounding(caps: &Capabilities) -> Result<(), String> {
     let keep = set_of(&caps.bounding)?;
-    for (n, name) in NAMES.iter().enumerate() {
-        let cap = CapabilitySet::from_bits_retain(1 << n);
+    for (name, cap) in CapabilitySet::all().iter_names() {
         if !keep.contains(cap) && capability_is_in_bounding_set(cap).unwrap_or(false) {
             remove_capability_from_bounding_set(cap)
-                .map_err(|e| format!("dropping {name} from the bounding set: {e}"))?;
+                .map_err(|e| format!("dropping CAP_{name} from the bounding set: {e}"))?;
         }
     }
     Ok(())

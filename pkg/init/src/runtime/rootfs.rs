@@ -172,21 +172,9 @@ fn default_devices(dev: &Path) -> Result<(), String> {
         if path.symlink_metadata().is_ok() {
             continue;
         }
-        mknod(
-            &path,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(major, minor),
-        )
-        .map_err(|e| format!("mknod {}: {e}", path.display()))?;
-        // mknod is subject to the umask.
-        nix::sys::stat::fchmodat(
-            nix::fcntl::AT_FDCWD,
-            &path,
-            Mode::from_bits_truncate(0o666),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        let mode = Mode::from_bits_truncate(0o666);
+        let name = path.display();
+        make_node(&path, SFlag::S_IFCHR, mode, makedev(major, minor), &name)?;
     }
     for (name, target) in DEV_LINKS {
         let path = dev.join(name);
@@ -211,16 +199,26 @@ fn make_device(root: &Path, d: &super::config::Device) -> Result<(), String> {
     }
     let _ = std::fs::remove_file(&path);
     let mode = Mode::from_bits_truncate(d.file_mode.unwrap_or(0o666));
-    mknod(&path, kind, mode, makedev(d.major, d.minor))
-        .map_err(|e| format!("mknod {}: {e}", d.path))?;
+    make_node(&path, kind, mode, makedev(d.major, d.minor), &d.path)?;
+    std::os::unix::fs::chown(&path, d.uid, d.gid).map_err(|e| format!("chown {}: {e}", d.path))
+}
+
+/// mknod with exactly `mode` (mknod alone is subject to the umask); errors name `name`.
+fn make_node(
+    path: &Path,
+    kind: SFlag,
+    mode: Mode,
+    dev: nix::sys::stat::dev_t,
+    name: &dyn std::fmt::Display,
+) -> Result<(), String> {
+    mknod(path, kind, mode, dev).map_err(|e| format!("mknod {name}: {e}"))?;
     nix::sys::stat::fchmodat(
         nix::fcntl::AT_FDCWD,
-        &path,
+        path,
         mode,
         nix::sys::stat::FchmodatFlags::FollowSymlink,
     )
-    .map_err(|e| format!("chmod {}: {e}", d.path))?;
-    std::os::unix::fs::chown(&path, d.uid, d.gid).map_err(|e| format!("chown {}: {e}", d.path))
+    .map_err(|e| format!("chmod {name}: {e}"))
 }
 
 fn mask(path: &str) -> Result<(), String> {
