@@ -260,6 +260,25 @@ pub fn generate(input: &ConfigInput<'_>) -> Result<GeneratedConfig, String> {
         mounts.insert(dest.clone(), mount(&dest, &kind, &source, &opts)?);
     }
 
+    // A new user namespace is set up by its root: the maps must give it one.
+    let userns = s.userns.as_deref().unwrap_or("");
+    if !matches!(userns, "" | "host" | "root") {
+        let maps_root = |m: &Option<Vec<IdMapping>>| {
+            m.iter()
+                .flatten()
+                .any(|r| r.container_id == 0 && r.size > 0)
+        };
+        if !maps_root(&s.uid_mappings) || !maps_root(&s.gid_mappings) {
+            return Err(format!(
+                "userns: {userns} needs uidMappings and gidMappings that map the container's id 0"
+            ));
+        }
+    } else if s.uid_mappings.as_ref().is_some_and(|m| !m.is_empty())
+        || s.gid_mappings.as_ref().is_some_and(|m| !m.is_empty())
+    {
+        return Err("uidMappings and gidMappings need a new user namespace (userns: new)".into());
+    }
+
     // Namespaces: LinuxKit's order, mount always new, pid new unless host.
     let mut namespaces = Vec::new();
     let ns = |kind: LinuxNamespaceType,

@@ -2,6 +2,7 @@
 //! and the `svc` control command, in one static program chosen by how it is called.
 
 mod log;
+mod netlink;
 mod pid1;
 mod runtime;
 mod supervisor;

@@ -266,6 +266,35 @@ fn no_command_anywhere_is_an_error() {
 }
 
 #[test]
+fn user_namespaces_need_maps_of_root() {
+    let spec = |extra: &[&str]| {
+        let mut y = "services:\n  - name: a\n    image: x\n    command: [/bin/true]\n".to_string();
+        for line in extra {
+            y.push_str(&format!("    {line}\n"));
+        }
+        generate_for(&y, None, None)
+    };
+    let err = |extra: &[&str]| spec(extra).err().unwrap_or_default();
+    let root = "[{hostID: 100000, containerID: 0, size: 65536}]";
+    let one = "[{hostID: 1000, containerID: 1, size: 1}]";
+    assert!(err(&["userns: new"]).contains("needs uidMappings and gidMappings"));
+    let e = err(&[
+        "userns: new",
+        &format!("uidMappings: {one}"),
+        &format!("gidMappings: {one}"),
+    ]);
+    assert!(e.contains("map the container's id 0"), "{e}");
+    let e = err(&[&format!("uidMappings: {root}")]);
+    assert!(e.contains("need a new user namespace"), "{e}");
+    let ok = spec(&[
+        "userns: new",
+        &format!("uidMappings: {root}"),
+        &format!("gidMappings: {root}"),
+    ]);
+    assert!(ok.is_ok(), "{:?}", ok.err());
+}
+
+#[test]
 fn optional_keys_pass_through() {
     let yaml = r#"services:
   - name: a
@@ -285,7 +314,9 @@ fn optional_keys_pass_through() {
     rootfsPropagation: shared
     additionalGids: [a, 7]
     gid: root
+    userns: new
     uidMappings: [{hostID: 1000, containerID: 0, size: 1}]
+    gidMappings: [{hostID: 1000, containerID: 0, size: 1}]
 "#;
     let g = generate_for(yaml, None, Some(image_config())).unwrap();
     let spec: oci_spec::runtime::Spec = serde_json::from_slice(&g.json).unwrap();
@@ -324,5 +355,5 @@ fn optional_keys_pass_through() {
         .iter()
         .map(|n| n["type"].as_str().unwrap())
         .collect();
-    assert_eq!(ns, ["uts", "pid", "mount"]);
+    assert_eq!(ns, ["uts", "pid", "user", "mount"]);
 }

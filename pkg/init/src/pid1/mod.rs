@@ -87,7 +87,7 @@ fn setup(exe: &str) -> Result<(), String> {
         }
     }
     system::rlimits()?;
-    if let Err(e) = system::link_up("lo") {
+    if let Err(e) = crate::netlink::link_up("lo") {
         log!("lo: {e}");
     }
     let name = system::hostname();

@@ -1,12 +1,8 @@
-//! The system's own filesystems, host name, loopback interface and limits.
+//! The system's own filesystems, host name and limits.
 
 use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
-use nix::sys::socket::{
-    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, sendto,
-    socket,
-};
 
 /// One filesystem PID 1 mounts: (type, target, flags, data).
 type SystemMount = (&'static str, &'static str, MsFlags, &'static str);
@@ -128,82 +124,4 @@ pub fn rlimits() -> Result<(), String> {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1_048_576u64);
     setrlimit(Resource::RLIMIT_NOFILE, max, max).map_err(|e| format!("RLIMIT_NOFILE {max}: {e}"))
-}
-
-/// The RTM_NEWLINK request setting IFF_UP on interface `index`.
-pub fn link_up_message(index: u32, seq: u32) -> Vec<u8> {
-    const RTM_NEWLINK: u16 = 16;
-    const NLM_F_REQUEST: u16 = 1;
-    const NLM_F_ACK: u16 = 4;
-    const IFF_UP: u32 = 1;
-    let mut m = Vec::with_capacity(32);
-    m.extend_from_slice(&32u32.to_ne_bytes()); // nlmsg_len
-    m.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid
-    m.extend_from_slice(&[0, 0]); // ifi_family, pad
-    m.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
-    m.extend_from_slice(&(index as i32).to_ne_bytes());
-    m.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_flags
-    m.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_change
-    m
-}
-
-/// Bring the interface `name` up over rtnetlink.
-pub fn link_up(name: &str) -> Result<(), String> {
-    let index = nix::net::if_::if_nametoindex(name).map_err(|e| format!("{name}: {e}"))?;
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )
-    .map_err(|e| format!("netlink socket: {e}"))?;
-    bind(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &NetlinkAddr::new(0, 0),
-    )
-    .map_err(|e| format!("netlink bind: {e}"))?;
-    let msg = link_up_message(index, 1);
-    sendto(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &msg,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )
-    .map_err(|e| format!("netlink send: {e}"))?;
-    let mut buf = [0u8; 512];
-    let n = recv(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &mut buf,
-        MsgFlags::empty(),
-    )
-    .map_err(|e| format!("netlink receive: {e}"))?;
-    // An NLMSG_ERROR (type 2) whose error code is 0 is the acknowledgement.
-    if n >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == 2 {
-        let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-        if code != 0 {
-            return Err(format!(
-                "bringing {name} up: {}",
-                nix::errno::Errno::from_raw(-code)
-            ));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn link_up_message_layout() {
-        let m = link_up_message(7, 3);
-        assert_eq!(m.len(), 32);
-        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 32);
-        assert_eq!(u16::from_ne_bytes(m[4..6].try_into().unwrap()), 16);
-        assert_eq!(i32::from_ne_bytes(m[20..24].try_into().unwrap()), 7);
-        assert_eq!(u32::from_ne_bytes(m[24..28].try_into().unwrap()), 1);
-    }
 }

@@ -107,6 +107,12 @@ pub struct Mount {
     pub source: Option<String>,
     /// `mount -o` style options.
     pub options: Vec<String>,
+    /// Id mappings of an idmapped mount (refused: not supported).
+    #[serde(rename = "uidMappings")]
+    pub uid_mappings: Vec<IdMapping>,
+    /// Group mappings of an idmapped mount (refused: not supported).
+    #[serde(rename = "gidMappings")]
+    pub gid_mappings: Vec<IdMapping>,
 }
 
 /// `linux`.
@@ -129,6 +135,10 @@ pub struct Linux {
     pub rootfs_propagation: Option<String>,
     /// Device nodes to create in the container's `/dev`.
     pub devices: Vec<Device>,
+    /// User ids of a new user namespace.
+    pub uid_mappings: Vec<IdMapping>,
+    /// Group ids of a new user namespace.
+    pub gid_mappings: Vec<IdMapping>,
 }
 
 /// One `linux.devices` entry.
@@ -153,11 +163,20 @@ pub struct Device {
 }
 
 /// One `linux.resources.devices` rule.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct DeviceRule {
     /// Allow (true) or deny.
     pub allow: bool,
+    /// `a` (all devices: the default), `c` or `b`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Major number; absent or -1 matches every major.
+    pub major: Option<i64>,
+    /// Minor number; absent or -1 matches every minor.
+    pub minor: Option<i64>,
+    /// Some of `r`, `w` and `m`; absent or empty is `rwm`.
+    pub access: Option<String>,
 }
 
 /// `linux.resources`: what cgroup v2 enforces.
@@ -243,8 +262,37 @@ pub struct Runtime {
     /// Namespaces to bind-mount to a path once created, so others can join them.
     #[serde(rename = "bindNS")]
     pub bind_ns: BTreeMap<String, String>,
-    /// Network interfaces to move or create (not supported: refused when present).
-    pub interfaces: Vec<serde_json::Value>,
+    /// Network interfaces to move into the container's network namespace or create there.
+    pub interfaces: Vec<Interface>,
+}
+
+/// One `runtime.json` interface (LinuxKit's semantics).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Interface {
+    /// The link's name (in the container).
+    pub name: String,
+    /// The kind of link to create (`veth`, `dummy`, `wireguard`, ...); empty moves an existing
+    /// link of the host.
+    pub add: String,
+    /// A veth's other end, left in the host's namespace.
+    pub peer: String,
+    /// Create the link in the host's namespace, then move it.
+    pub create_in_root: bool,
+}
+
+/// One `linux.uidMappings` or `linux.gidMappings` range.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct IdMapping {
+    /// First id inside the namespace.
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    /// First id outside.
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    /// Number of ids.
+    pub size: u32,
 }
 
 /// `supervise.json`: how the supervisor treats the container (spec keys `timeout`, `restart`,

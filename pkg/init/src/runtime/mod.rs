@@ -2,9 +2,11 @@
 //! way runc would, in two stages of this same program.
 //!
 //! - [`stage1`] (`init osbuild-runtime BUNDLE`) runs in the host's namespaces: it makes the
-//!   `runtime.json` mounts and directories, puts itself in the container's cgroup, creates or
-//!   joins the namespaces, starts stage 2, binds namespaces `bindNS` asks for, forwards
-//!   signals to stage 2 and exits with its status. The supervisor watches this process.
+//!   `runtime.json` mounts and directories, puts itself in the container's cgroup, joins the
+//!   namespaces given by path and starts stage 2 in the new ones (clone), held until it has
+//!   written a new user namespace's id maps, set up the `interfaces` and bound the namespaces
+//!   `bindNS` asks for; then it forwards signals to stage 2 and exits with its status. The
+//!   supervisor watches this process.
 //! - [`stage2`] (`init osbuild-runtime-exec BUNDLE`) starts inside the new namespaces (PID 1 of
 //!   a new PID namespace): it mounts the container's filesystems, pivots into its root, sets
 //!   the identity, limits and capabilities and executes the container's process.
@@ -12,18 +14,22 @@
 pub mod caps;
 pub mod cgroups;
 pub mod config;
+pub mod device_filter;
+pub mod interfaces;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use config::{Config, Runtime};
 
@@ -101,21 +107,31 @@ pub fn stage1(bundle_dir: &Path) -> ! {
 fn run_stage1(bundle_dir: &Path) -> Result<i32, String> {
     let bundle = Bundle::open(bundle_dir)?;
     let runtime: Runtime = config::read(&bundle_dir.join("runtime.json"))?;
-    if !runtime.interfaces.is_empty() {
-        return Err("runtime.json interfaces are not supported by this runtime".into());
-    }
-    // Without a device cgroup every device is allowed: allow rules hold, deny rules cannot.
-    if bundle
+    let linux = &bundle.config.linux;
+    let plan = namespaces::Plan::new(&linux.namespaces)?;
+    namespaces::check_id_maps(
+        plan.new_flags().contains(CloneFlags::CLONE_NEWUSER),
+        &linux.uid_mappings,
+        &linux.gid_mappings,
+    )?;
+    if let Some(m) = bundle
         .config
-        .linux
-        .resources
-        .devices
+        .mounts
         .iter()
-        .any(|r| !r.allow)
+        .find(|m| !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty())
     {
+        return Err(format!(
+            "mount {}: idmapped mounts (uidMappings, gidMappings) are not supported",
+            m.destination
+        ));
+    }
+    if !runtime.interfaces.is_empty() && !plan.own(CloneFlags::CLONE_NEWNET) {
         return Err(
-            "device deny rules (linux.resources.devices) are not supported by this runtime".into(),
+            "runtime.json interfaces need the container's own network namespace (net: new)".into(),
         );
+    }
+    for i in &runtime.interfaces {
+        interfaces::step(i)?;
     }
     for m in &runtime.mounts {
         mounts::apply(None, m)?;
@@ -127,9 +143,17 @@ fn run_stage1(bundle_dir: &Path) -> Result<i32, String> {
         cgroups::create(Path::new(cgroup.trim_start_matches('/')))?;
     }
     let cgroup = cgroups::path_for(bundle_dir, &bundle.config);
-    cgroups::enter(&cgroup, &bundle.config.linux.resources)?;
+    cgroups::enter(&cgroup, &linux.resources)?;
+    device_filter::apply(&cgroup, &linux.resources.devices)?;
+    // Kept from the host's namespaces: the mount namespace for bindNS, a netlink socket for
+    // the interfaces.
     let host_mnt = namespaces::current_mount_ns()?;
-    namespaces::enter(&bundle.config.linux.namespaces)?;
+    let host_net = if runtime.interfaces.is_empty() {
+        None
+    } else {
+        Some(crate::netlink::Route::open()?)
+    };
+    plan.join()?;
 
     // Block what we forward before the child exists, so no signal is lost.
     let mut mask = SigSet::empty();
@@ -140,15 +164,27 @@ fn run_stage1(bundle_dir: &Path) -> Result<i32, String> {
     // Exactly these: children inherit the mask, and stage 2 clears it before the exec.
     mask.thread_set_mask()
         .map_err(|e| format!("blocking signals: {e}"))?;
-    let child = Command::new("/proc/self/exe")
-        .arg(STAGE2)
-        .arg(bundle_dir)
-        .spawn()
-        .map_err(|e| format!("starting the container: {e}"))?;
-    let pid = Pid::from_raw(child.id() as i32);
+    let argv = ["init", STAGE2]
+        .iter()
+        .map(|s| CString::new(*s))
+        .chain([CString::new(bundle_dir.as_os_str().as_bytes())])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bundle path: {e}"))?;
+    if plan.new_flags().contains(CloneFlags::CLONE_NEWUSER) {
+        rootfs::prepare_mountpoints(&bundle)?;
+    }
+    let child = namespaces::spawn_held(plan.new_flags(), &argv)?;
+    let pid = child.pid;
+    if plan.new_flags().contains(CloneFlags::CLONE_NEWUSER) {
+        namespaces::write_id_maps(pid, &linux.uid_mappings, &linux.gid_mappings)?;
+    }
+    if let Some(host) = &host_net {
+        interfaces::setup(host, pid, &runtime.interfaces)?;
+    }
     if !runtime.bind_ns.values().all(|p| p.is_empty()) {
         namespaces::bind(&host_mnt, pid, &runtime.bind_ns)?;
     }
+    child.release()?;
     loop {
         let sig = mask.wait().map_err(|e| format!("sigwait: {e}"))?;
         if sig != Signal::SIGCHLD {

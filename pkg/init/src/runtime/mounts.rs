@@ -98,6 +98,62 @@ pub fn target(root: Option<&Path>, destination: &str) -> PathBuf {
     }
 }
 
+/// The flags a mount of `path` already has that a remount from a user namespace must keep
+/// (the kernel locks them on mounts it copies into a less privileged mount namespace).
+pub fn current_flags(path: &Path) -> MsFlags {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| f.contains(*st))
+    .fold(MsFlags::empty(), |acc, (_, ms)| acc | ms)
+}
+
+/// Remount `target` (`MS_REMOUNT` is added) with `flags`; refused with EPERM, as in a user
+/// namespace when locked flags would be cleared, try again keeping the mount's current ones.
+pub fn remount(target: &Path, flags: MsFlags) -> nix::Result<()> {
+    let none: Option<&str> = None;
+    let flags = flags | MsFlags::MS_REMOUNT;
+    match mount(none, target, none, flags, none) {
+        Err(nix::errno::Errno::EPERM) => {
+            let keep = current_flags(target);
+            // The atime flags are one setting: keep the current one whole.
+            let atime = MsFlags::MS_NOATIME | MsFlags::MS_RELATIME | MsFlags::MS_STRICTATIME;
+            let flags = if keep.intersects(atime) {
+                (flags - atime) | keep
+            } else {
+                flags | keep
+            };
+            mount(none, target, none, flags, none)
+        }
+        r => r,
+    }
+}
+
+/// Kernel filesystems only the namespace they belong to may mount (sysfs for its network
+/// namespace, cgroup2 for its cgroup namespace, mqueue for its IPC namespace): where a user
+/// namespace's root cannot mount them, the host's mount is bound instead, as runc does.
+fn host_fallback(fstype: &str, destination: &str) -> Option<&'static str> {
+    match fstype {
+        "sysfs" => Some("/sys"),
+        "cgroup2" => Some("/sys/fs/cgroup"),
+        "mqueue" if destination.ends_with("/dev/mqueue") || destination == "/dev/mqueue" => {
+            Some("/dev/mqueue")
+        }
+        _ => None,
+    }
+}
+
 fn err(what: &str, target: &Path, e: impl std::fmt::Display) -> String {
     format!("{what} {}: {e}", target.display())
 }
@@ -112,7 +168,7 @@ pub fn apply(root: Option<&Path>, m: &Mount) -> Result<(), String> {
     let none: Option<&str> = None;
     if o.flags.contains(MsFlags::MS_REMOUNT) {
         if !o.flags.is_empty() && o.flags != MsFlags::MS_REMOUNT {
-            mount(none, &target, none, o.flags, none).map_err(|e| err("remount", &target, e))?;
+            remount(&target, o.flags).map_err(|e| err("remount", &target, e))?;
         }
     } else if bind {
         let source = PathBuf::from(m.source.as_deref().unwrap_or(""));
@@ -124,14 +180,8 @@ pub fn apply(root: Option<&Path>, m: &Mount) -> Result<(), String> {
         mount(Some(&source), &target, none, flags, none).map_err(|e| err("bind", &target, e))?;
         let rest = o.flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
         if !rest.is_empty() {
-            mount(
-                none,
-                &target,
-                none,
-                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | rest,
-                none,
-            )
-            .map_err(|e| err("remount bind", &target, e))?;
+            remount(&target, MsFlags::MS_BIND | rest)
+                .map_err(|e| err("remount bind", &target, e))?;
         }
     } else {
         make_mountpoint(&target, true)?;
@@ -157,16 +207,26 @@ pub fn apply(root: Option<&Path>, m: &Mount) -> Result<(), String> {
         // sysfs, ...) is refused with EBUSY: mount it, then make this mount read-only.
         let ro = o.flags.contains(MsFlags::MS_RDONLY);
         let flags = o.flags - MsFlags::MS_RDONLY;
-        match mount(Some(source), &target, Some(fstype), flags, data) {
+        let mounted = mount(Some(source), &target, Some(fstype), flags, data);
+        match (mounted, host_fallback(fstype, &m.destination)) {
             // The same filesystem is mounted right there already (cgroup2 under an rbind of
             // /sys): that mount serves.
-            Err(nix::errno::Errno::EBUSY) if fstype == "cgroup2" => {}
-            r => r.map_err(|e| err(&format!("mount {fstype}"), &target, e))?,
+            (Err(nix::errno::Errno::EBUSY), _) if fstype == "cgroup2" => {}
+            (Err(nix::errno::Errno::EPERM), Some(host)) => {
+                let rec = MsFlags::MS_BIND | MsFlags::MS_REC;
+                mount(Some(host), &target, none, rec, none).map_err(|e| {
+                    err(
+                        &format!("binding the host's {host} for {fstype}"),
+                        &target,
+                        e,
+                    )
+                })?;
+            }
+            (r, _) => r.map_err(|e| err(&format!("mount {fstype}"), &target, e))?,
         }
         if ro {
             let keep = flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep;
-            mount(none, &target, none, flags, none)
+            remount(&target, MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep)
                 .map_err(|e| err("read-only remount", &target, e))?;
         }
     }

@@ -52,15 +52,13 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
     )
     .map_err(|e| format!("binding {}: {e}", root.display()))?;
     // The image's tree may sit on a read-only mount; mount points are made while writable and
-    // the root goes read-only at the end when the config says so.
-    mount(
-        NONE,
-        &root,
-        NONE,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
-        NONE,
-    )
-    .map_err(|e| format!("remounting {} writable: {e}", root.display()))?;
+    // the root goes read-only at the end when the config says so. A user namespace cannot
+    // lift a read-only flag the host set: its mount points must exist in the image.
+    let userns = c.linux.namespaces.iter().any(|n| n.kind == "user");
+    match mounts::remount(&root, MsFlags::MS_BIND) {
+        Err(nix::errno::Errno::EPERM) if userns => {}
+        r => r.map_err(|e| format!("remounting {} writable: {e}", root.display()))?,
+    }
     let mut host_dev = false;
     // Read-only tmpfs mounts (a read-only container's /dev) go read-only once the mounts and
     // devices inside them are made, as runc does.
@@ -93,8 +91,7 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
         make_device(&root, d)?;
     }
     for (dest, keep) in readonly_later.iter().rev() {
-        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | *keep;
-        mount(NONE, dest, NONE, flags, NONE)
+        mounts::remount(dest, MsFlags::MS_BIND | MsFlags::MS_RDONLY | *keep)
             .map_err(|e| format!("making {} read-only: {e}", dest.display()))?;
     }
     std::env::set_current_dir(&root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
@@ -113,14 +110,40 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
         make_readonly(p)?;
     }
     if c.root.readonly {
-        mount(
-            NONE,
-            "/",
-            NONE,
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
-            NONE,
-        )
-        .map_err(|e| format!("making the root read-only: {e}"))?;
+        mounts::remount(Path::new("/"), MsFlags::MS_BIND | MsFlags::MS_RDONLY)
+            .map_err(|e| format!("making the root read-only: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Create the mount points of `config.json`'s mounts in the container's root, from the host's
+/// side. A new user namespace's root cannot create them in an image the host's root owns;
+/// where the image is read-only they must exist already, and the mounts report what is
+/// missing.
+pub fn prepare_mountpoints(bundle: &Bundle) -> Result<(), String> {
+    let root = bundle.rootfs();
+    for m in &bundle.config.mounts {
+        let target = resolve_in_root(&root, &m.destination)?;
+        let bind = mounts::parse_options(&m.options).bind || m.kind.as_deref() == Some("bind");
+        let dir = !bind
+            || m.source
+                .as_deref()
+                .is_none_or(|s| std::fs::metadata(s).is_ok_and(|md| md.is_dir()));
+        if target.symlink_metadata().is_ok() {
+            continue;
+        }
+        let made = if dir {
+            std::fs::create_dir_all(&target)
+        } else {
+            target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::File::create(&target).map(drop))
+        };
+        match made {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EROFS) => {}
+            r => r.map_err(|e| format!("mount point {}: {e}", m.destination))?,
+        }
     }
     Ok(())
 }
@@ -173,8 +196,16 @@ fn default_devices(dev: &Path) -> Result<(), String> {
             continue;
         }
         let mode = Mode::from_bits_truncate(0o666);
+        let host = Path::new("/dev").join(name);
         let name = path.display();
-        make_node(&path, SFlag::S_IFCHR, mode, makedev(major, minor), &name)?;
+        make_node(
+            &path,
+            SFlag::S_IFCHR,
+            mode,
+            makedev(major, minor),
+            &host,
+            &name,
+        )?;
     }
     for (name, target) in DEV_LINKS {
         let path = dev.join(name);
@@ -199,26 +230,57 @@ fn make_device(root: &Path, d: &super::config::Device) -> Result<(), String> {
     }
     let _ = std::fs::remove_file(&path);
     let mode = Mode::from_bits_truncate(d.file_mode.unwrap_or(0o666));
-    make_node(&path, kind, mode, makedev(d.major, d.minor), &d.path)?;
-    std::os::unix::fs::chown(&path, d.uid, d.gid).map_err(|e| format!("chown {}: {e}", d.path))
+    let made = make_node(
+        &path,
+        kind,
+        mode,
+        makedev(d.major, d.minor),
+        Path::new(&d.path),
+        &d.path,
+    )?;
+    if made {
+        std::os::unix::fs::chown(&path, d.uid, d.gid)
+            .map_err(|e| format!("chown {}: {e}", d.path))?;
+    }
+    Ok(())
 }
 
 /// mknod with exactly `mode` (mknod alone is subject to the umask); errors name `name`.
+/// Where mknod is not allowed (a user namespace) the host's node `host` is bound instead, as
+/// runc does; false then.
 fn make_node(
     path: &Path,
     kind: SFlag,
     mode: Mode,
     dev: nix::sys::stat::dev_t,
+    host: &Path,
     name: &dyn std::fmt::Display,
-) -> Result<(), String> {
-    mknod(path, kind, mode, dev).map_err(|e| format!("mknod {name}: {e}"))?;
+) -> Result<bool, String> {
+    match mknod(path, kind, mode, dev) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EPERM) => {
+            if host.symlink_metadata().is_err() {
+                return Err(format!(
+                    "mknod {name}: not permitted here (a user namespace) and the host has no {} \
+                     to bind",
+                    host.display()
+                ));
+            }
+            std::fs::File::create(path).map_err(|e| format!("creating {name}: {e}"))?;
+            mount(Some(host), path, NONE, MsFlags::MS_BIND, NONE)
+                .map_err(|e| format!("binding the host's {} to {name}: {e}", host.display()))?;
+            return Ok(false);
+        }
+        Err(e) => return Err(format!("mknod {name}: {e}")),
+    }
     nix::sys::stat::fchmodat(
         nix::fcntl::AT_FDCWD,
         path,
         mode,
         nix::sys::stat::FchmodatFlags::FollowSymlink,
     )
-    .map_err(|e| format!("chmod {name}: {e}"))
+    .map_err(|e| format!("chmod {name}: {e}"))?;
+    Ok(true)
 }
 
 fn mask(path: &str) -> Result<(), String> {
@@ -246,12 +308,11 @@ fn make_readonly(path: &str) -> Result<(), String> {
     )
     .map_err(|e| format!("binding {path}: {e}"))?;
     let flags = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
         | MsFlags::MS_RDONLY
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
-    mount(NONE, path, NONE, flags, NONE).map_err(|e| format!("making {path} read-only: {e}"))
+    mounts::remount(Path::new(path), flags).map_err(|e| format!("making {path} read-only: {e}"))
 }
 
 #[cfg(test)]

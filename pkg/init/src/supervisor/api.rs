@@ -68,7 +68,7 @@ pub fn describe(c: &Container) -> Value {
         "restarts": c.restarts,
         "lastExit": c.last_exit,
         "uptime": c.started.filter(|_| c.state == State::Running).map(|s| s.elapsed().as_secs_f64()),
-        "restart": format!("{:?}", c.restart).to_lowercase(),
+        "restart": c.restart.as_str(),
         "dependsOn": c.depends_on,
         "cgroup": c.cgroup,
     })
@@ -88,6 +88,7 @@ pub fn answer(containers: &mut [Container], req: Request, grace: Duration) -> Re
         "status" | "exec" => Reply::Json(json!({"ok": true, "container": describe(c)})),
         "logs" => Reply::Logs(c.logs.clone()),
         "stop" => {
+            c.start_after_stop = false;
             if c.state == State::Running {
                 c.stop(grace);
             } else {
@@ -109,12 +110,11 @@ pub fn answer(containers: &mut [Container], req: Request, grace: Duration) -> Re
             Reply::Json(json!({"ok": true}))
         }
         "restart" => {
-            // Back-off of zero: the loop starts it again as soon as it has exited.
             c.failures = 0;
             if c.state == State::Running {
+                // The loop starts it again once it has exited, whatever its policy.
                 c.stop(grace);
-                c.stopping = false;
-                c.state = State::Running;
+                c.start_after_stop = true;
             } else if let Err(e) = c.start() {
                 return error(e);
             }

@@ -44,6 +44,17 @@ pub enum Restart {
     No,
 }
 
+impl Restart {
+    /// The policy as the spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Always => "always",
+            Restart::OnFailure => "on-failure",
+            Restart::No => "no",
+        }
+    }
+}
+
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -109,6 +120,8 @@ pub struct Container {
     pub last_exit: Option<i32>,
     /// Set while a stop was asked for.
     pub stopping: bool,
+    /// Start it again once the stop in progress is done (`svc restart`).
+    pub start_after_stop: bool,
     /// Its output.
     pub logs: Arc<Logs>,
 }
@@ -191,6 +204,7 @@ impl Container {
             failures: 0,
             last_exit: None,
             stopping: false,
+            start_after_stop: false,
         })
     }
 

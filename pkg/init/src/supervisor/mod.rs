@@ -246,8 +246,12 @@ impl Supervisor {
                     if c.state == State::Backoff {
                         c.restarts += 1;
                     }
-                    if let Err(e) = c.start() {
-                        log!("{e}");
+                    match c.start() {
+                        Ok(()) if c.restarts > 0 => {
+                            log!("{}: started (restart {})", c.name, c.restarts)
+                        }
+                        Ok(()) => log!("{}: started", c.name),
+                        Err(e) => log!("{e}"),
                     }
                 }
                 if c.state == State::Running && c.kill_at.is_some_and(|k| now >= k) {
@@ -432,8 +436,14 @@ fn exited(c: &mut Container, code: i32) {
     let label = &c.name;
     if c.stopping {
         log!("{label}: stopped ({})", describe_exit(code));
-        c.state = State::Stopped;
         c.stopping = false;
+        if std::mem::take(&mut c.start_after_stop) {
+            // Due right away: the loop starts it on its next turn.
+            c.state = State::Backoff;
+            c.next_start = Some(Instant::now());
+        } else {
+            c.state = State::Stopped;
+        }
         return;
     }
     let again = match c.restart {
@@ -443,9 +453,9 @@ fn exited(c: &mut Container, code: i32) {
     };
     if !again {
         log!(
-            "{label}: {}; not restarting (restart: {:?})",
+            "{label}: {}; not restarting (restart: {})",
             describe_exit(code),
-            c.restart
+            c.restart.as_str()
         );
         c.state = State::Exited;
         return;
