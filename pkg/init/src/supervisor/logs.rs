@@ -53,7 +53,7 @@ impl Logs {
     /// Record one line of output.
     pub fn push(&self, line: &str) {
         if self.console {
-            let _ = std::io::stderr().write_all(format!("{}: {line}\n", self.name).as_bytes());
+            let _ = std::io::stderr().write_all(console_line(&self.name, line).as_bytes());
         }
         let Ok(mut s) = self.state.lock() else { return };
         if s.ring.len() == RING_LINES {
@@ -167,9 +167,28 @@ impl Logs {
     }
 }
 
+/// `line` as the console shows it: behind the container's name, unless the program already
+/// names itself that way (`dhcpcd: eth0: leased ...`).
+fn console_line(name: &str, line: &str) -> String {
+    match line.strip_prefix(name) {
+        Some(rest) if rest.starts_with(": ") => format!("{line}\n"),
+        _ => format!("{name}: {line}\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_lines_are_named_once() {
+        assert_eq!(console_line("redis", "ready"), "redis: ready\n");
+        assert_eq!(
+            console_line("dhcpcd", "dhcpcd: eth0: up"),
+            "dhcpcd: eth0: up\n"
+        );
+        assert_eq!(console_line("dhcp", "dhcpcd: x"), "dhcp: dhcpcd: x\n");
+    }
 
     #[test]
     fn ring_keeps_the_last_lines_and_numbers_them() {

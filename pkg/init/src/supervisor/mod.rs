@@ -434,6 +434,8 @@ fn exited(c: &mut Container, code: i32) {
         return;
     }
     let label = &c.name;
+    // Its last output first, then what became of it (the pipe ends as its processes die).
+    c.logs.drain(Duration::from_millis(100));
     if c.stopping {
         log!("{label}: stopped ({})", describe_exit(code));
         c.stopping = false;
