@@ -69,6 +69,96 @@ pub struct CargoBuilder {
     /// Symbolic links to make: target (as written into the link) to the link paths.
     #[serde(default)]
     pub links: BTreeMap<String, Vec<Loc<String>>>,
+    /// Release-profile settings. They live in the package folder, so its tag follows them.
+    #[serde(default)]
+    pub profile: CargoProfile,
+}
+
+/// The `[profile.release]` keys a `cargo` builder may set (cargo's defaults otherwise).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CargoProfile {
+    /// Optimisation level.
+    pub opt_level: Option<OptLevel>,
+    /// Link-time optimisation.
+    pub lto: Option<Lto>,
+    /// Code generation units (1 gives the smallest, slowest-to-build code).
+    pub codegen_units: Option<u16>,
+}
+
+impl CargoProfile {
+    /// The settings as cargo's `CARGO_PROFILE_RELEASE_*` variables.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(o) = self.opt_level {
+            env.push(("CARGO_PROFILE_RELEASE_OPT_LEVEL", o.as_str().to_string()));
+        }
+        if let Some(l) = self.lto {
+            env.push(("CARGO_PROFILE_RELEASE_LTO", l.as_str().to_string()));
+        }
+        if let Some(n) = self.codegen_units {
+            env.push(("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", n.to_string()));
+        }
+        env
+    }
+}
+
+/// `opt-level`: a string (`"2"`, `"3"`, `"s"`, `"z"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OptLevel {
+    /// No optimisation.
+    #[serde(rename = "0")]
+    O0,
+    /// Basic.
+    #[serde(rename = "1")]
+    O1,
+    /// Some.
+    #[serde(rename = "2")]
+    O2,
+    /// All (cargo's release default).
+    #[serde(rename = "3")]
+    O3,
+    /// For size.
+    #[serde(rename = "s")]
+    Size,
+    /// For size, loops not vectorised either.
+    #[serde(rename = "z")]
+    MinSize,
+}
+
+impl OptLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            OptLevel::O0 => "0",
+            OptLevel::O1 => "1",
+            OptLevel::O2 => "2",
+            OptLevel::O3 => "3",
+            OptLevel::Size => "s",
+            OptLevel::MinSize => "z",
+        }
+    }
+}
+
+/// `lto`: `fat`, `thin` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lto {
+    /// Across the whole crate graph.
+    Fat,
+    /// Thin, parallel.
+    Thin,
+    /// None.
+    Off,
+}
+
+impl Lto {
+    fn as_str(self) -> &'static str {
+        match self {
+            Lto::Fat => "fat",
+            Lto::Thin => "thin",
+            Lto::Off => "off",
+        }
+    }
 }
 
 /// One binary of a `cargo` builder.
@@ -222,6 +312,30 @@ mod tests {
         assert_eq!(p.tag("abc"), "abc");
         assert_eq!(p.arches(Path::new("b")).unwrap(), [Arch::Amd64]);
         assert!(p.labels().unwrap()["org.mobyproject.config"].contains("CAP_SYS_ADMIN"));
+    }
+
+    #[test]
+    fn cargo_profiles_become_cargo_variables() {
+        let p = load("image: x\nbuilder:\n  cargo:\n    binaries: [{name: x, path: /x}]\n    profile: {opt-level: \"s\", lto: fat, codegen-units: 1}\n").unwrap();
+        let Builder::Cargo(c) = &p.manifest.builder else {
+            panic!("not a cargo builder")
+        };
+        assert_eq!(
+            c.profile.env(),
+            [
+                ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s".to_string()),
+                ("CARGO_PROFILE_RELEASE_LTO", "fat".into()),
+                ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1".into()),
+            ]
+        );
+        let e = load("image: x\nbuilder:\n  cargo:\n    binaries: []\n    profile: {lto: yes}\n")
+            .unwrap_err();
+        assert!(e.starts_with("P/build.yml:5:"), "{e}");
+        assert!(e.contains("unknown variant `yes`"), "{e}");
+        let e =
+            load("image: x\nbuilder:\n  cargo:\n    binaries: []\n    profile: {panic: abort}\n")
+                .unwrap_err();
+        assert!(e.contains("unknown field `panic`"), "{e}");
     }
 
     #[test]

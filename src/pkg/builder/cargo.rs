@@ -140,7 +140,8 @@ fn command(
     for b in &spec.binaries {
         cmd.args(["--bin", &b.name.value]);
     }
-    // Settings from the caller's environment must not change what is built.
+    // Settings from the caller's environment must not change what is built: the package's
+    // profile is the only one.
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -149,6 +150,12 @@ fn command(
     ] {
         cmd.env_remove(var);
     }
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("CARGO_PROFILE_") {
+            cmd.env_remove(var);
+        }
+    }
+    cmd.envs(spec.profile.env());
     if cross {
         preflight(arch)?;
         let linker = format!("{}-gcc", t.gnu);
