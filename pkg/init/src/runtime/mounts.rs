@@ -100,7 +100,7 @@ pub fn target(root: Option<&Path>, destination: &str) -> PathBuf {
 
 /// The flags a mount of `path` already has that a remount from a user namespace must keep
 /// (the kernel locks them on mounts it copies into a less privileged mount namespace).
-pub fn current_flags(path: &Path) -> MsFlags {
+fn current_flags(path: &Path) -> MsFlags {
     use nix::sys::statvfs::{FsFlags, statvfs};
     let Ok(st) = statvfs(path) else {
         return MsFlags::empty();
@@ -147,9 +147,7 @@ fn host_fallback(fstype: &str, destination: &str) -> Option<&'static str> {
     match fstype {
         "sysfs" => Some("/sys"),
         "cgroup2" => Some("/sys/fs/cgroup"),
-        "mqueue" if destination.ends_with("/dev/mqueue") || destination == "/dev/mqueue" => {
-            Some("/dev/mqueue")
-        }
+        "mqueue" if destination.ends_with("/dev/mqueue") => Some("/dev/mqueue"),
         _ => None,
     }
 }
@@ -238,19 +236,22 @@ pub fn apply(root: Option<&Path>, m: &Mount) -> Result<(), String> {
 }
 
 fn make_mountpoint(target: &Path, dir: bool) -> Result<(), String> {
+    create_mountpoint(target, dir).map_err(|e| err("mount point", target, e))
+}
+
+/// Create the mount point `target` unless something is there: a directory, or an empty file
+/// (its parents made) when `dir` is false.
+pub fn create_mountpoint(target: &Path, dir: bool) -> std::io::Result<()> {
     if target.symlink_metadata().is_ok() {
         return Ok(());
     }
     if dir {
-        std::fs::create_dir_all(target).map_err(|e| err("mkdir", target, e))
-    } else {
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| err("mkdir", parent, e))?;
-        }
-        std::fs::File::create(target)
-            .map(|_| ())
-            .map_err(|e| err("create", target, e))
+        return std::fs::create_dir_all(target);
     }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::File::create(target).map(drop)
 }
 
 #[cfg(test)]

@@ -181,8 +181,8 @@ pub fn spawn_held(new: CloneFlags, argv: &[CString]) -> Result<Held, String> {
                 return 1;
             }
         }
-        let e = nix::unistd::execv(&exe, argv).err();
-        eprintln!("osbuild-runtime: exec /proc/self/exe: {e:?}");
+        let Err(e) = nix::unistd::execv(&exe, argv);
+        eprintln!("osbuild-runtime: exec /proc/self/exe: {e}");
         127
     };
     let mut stack = vec![0u8; 256 * 1024];

@@ -129,18 +129,7 @@ pub fn prepare_mountpoints(bundle: &Bundle) -> Result<(), String> {
             || m.source
                 .as_deref()
                 .is_none_or(|s| std::fs::metadata(s).is_ok_and(|md| md.is_dir()));
-        if target.symlink_metadata().is_ok() {
-            continue;
-        }
-        let made = if dir {
-            std::fs::create_dir_all(&target)
-        } else {
-            target
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::File::create(&target).map(drop))
-        };
-        match made {
+        match mounts::create_mountpoint(&target, dir) {
             Err(e) if e.raw_os_error() == Some(nix::libc::EROFS) => {}
             r => r.map_err(|e| format!("mount point {}: {e}", m.destination))?,
         }
