@@ -69,16 +69,21 @@ pub enum PkgCommand {
 /// `osbuild run ...`.
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
-    /// Boot NAME-kernel, NAME-initrd.img and NAME-cmdline under QEMU.
+    /// Boot what a build wrote, as its manifest NAME.json says, under QEMU.
     Qemu(QemuArgs),
 }
 
 /// `osbuild run qemu`.
 #[derive(Debug, Args)]
 pub struct QemuArgs {
-    /// The outputs' path prefix, as given to `build` with --dir and --name (e.g. `out/hello`).
+    /// The build: its path prefix as given to `build` with --dir and --name (`out/hello`),
+    /// its manifest (`out/hello.json`) or one of its files (`out/hello-efi.img`).
+    #[arg(value_name = "PATH")]
     pub name: std::path::PathBuf,
-    /// Guest architecture: amd64, arm64 or s390x (default: the host's).
+    /// Which format to boot when the build wrote several.
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Guest architecture (default: the one the build was made for).
     #[arg(long)]
     pub arch: Option<String>,
     /// Memory in MiB.
@@ -93,7 +98,8 @@ pub struct QemuArgs {
     /// Forward 127.0.0.1:HOST to the guest's GUEST port: HOST:GUEST[/tcp|/udp] (repeatable).
     #[arg(long, value_name = "HOST:GUEST")]
     pub publish: Vec<String>,
-    /// Boot through UEFI firmware (OVMF on x86_64, AAVMF on arm64).
+    /// Boot a kernel and initrd through UEFI firmware too (disks and ISOs boot through the
+    /// firmware their format claims).
     #[arg(long)]
     pub uefi: bool,
     /// Acceleration: auto (KVM only when the CPU shows vmx/svm), kvm or tcg.
@@ -141,13 +147,9 @@ pub struct BuildArgs {
     /// YAML spec files; several merge in order.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Output format (repeatable): kernel+initrd, tar-kernel-initrd, tar.
-    #[arg(
-        short,
-        long = "format",
-        value_name = "FORMAT",
-        default_value = "kernel+initrd"
-    )]
+    /// Output format (repeatable; the list is below). Default: the spec's `outputs:`, else
+    /// kernel+initrd.
+    #[arg(short, long = "format", value_name = "FORMAT")]
     pub formats: Vec<String>,
     /// Base name of the outputs (default: the first file's name without extension).
     #[arg(short, long)]
@@ -164,6 +166,9 @@ pub struct BuildArgs {
     /// Initrd compression: gzip, zstd or none.
     #[arg(long, default_value = "gzip")]
     pub compress: String,
+    /// Size of disk images: 512M, 10G, ... (default: the content plus a margin, in whole MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
     /// Check the registry for newer images even when they are cached.
     #[arg(long, conflicts_with = "offline")]
     pub pull: bool,

@@ -7,7 +7,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use clap::Parser;
 use cli::{
     BuildArgs, CacheCommand, Cli, Command, InspectArgs, PkgCommand, QemuArgs, RegistryArgs,
     RunCommand,
@@ -58,6 +57,7 @@ fn source_date_epoch() -> Result<Option<i64>> {
 }
 
 fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
+    // Bad --format values exit 2 like every other command-line mistake.
     let formats = args
         .formats
         .iter()
@@ -70,6 +70,12 @@ fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
         dir: args.dir.clone(),
         output: args.output.clone(),
         arch: parse_arch(&args.arch)?,
+        disk_size: args
+            .size
+            .as_deref()
+            .map(osbuild::disk::parse_size)
+            .transpose()
+            .map_err(|e| anyhow!("--size: {e}"))?,
         compression: args
             .compress
             .parse()
@@ -217,11 +223,8 @@ fn cache_command(cmd: &CacheCommand) -> Result<ExitCode> {
 }
 
 fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
-    use osbuild::run::qemu::{MetadataDisk, QemuConfig, start};
-    let base = args.name.display().to_string();
-    let file = |suffix: &str| std::path::PathBuf::from(format!("{base}{suffix}"));
-    let cmdline = std::fs::read_to_string(file("-cmdline")).unwrap_or_default();
-    let state = args.state.clone().unwrap_or_else(|| file("-state"));
+    use osbuild::output::{Boot, Role};
+    use osbuild::run::qemu::{BootTarget, MetadataDisk, QemuConfig, start};
     let contents = match (&args.data, &args.data_file) {
         (Some(text), _) => Some(text.clone().into_bytes()),
         (None, Some(path)) => {
@@ -229,6 +232,69 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
         }
         (None, None) => None,
     };
+    let target = osbuild::run::target::resolve(&args.name, args.format.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let built: osbuild::image::Arch = target
+        .output
+        .arch
+        .parse()
+        .map_err(|e: String| anyhow!("{}: {e}", target.manifest.display()))?;
+    let arch = match &args.arch {
+        Some(a) => {
+            let asked = parse_arch(&Some(a.clone()))?;
+            if asked != built {
+                return Err(anyhow!(
+                    "--arch {asked}: {} was built for {built}",
+                    target.manifest.display()
+                ));
+            }
+            asked
+        }
+        None => built,
+    };
+    let need = |role: Role| {
+        target.file(role).ok_or_else(|| {
+            anyhow!(
+                "{}: the {} output has no {role:?} file",
+                target.manifest.display(),
+                target.output.format
+            )
+        })
+    };
+    let boot = match target.output.boot {
+        Boot::Direct => BootTarget::Direct {
+            kernel: need(Role::Kernel)?,
+            initrd: need(Role::Initrd)?,
+            cmdline: std::fs::read_to_string(need(Role::Cmdline)?)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        },
+        Boot::Disk(firmware) => BootTarget::Disk {
+            image: need(Role::Disk)?,
+            firmware,
+        },
+        Boot::Cdrom(firmware) => BootTarget::Cdrom {
+            image: need(Role::Iso)?,
+            firmware,
+        },
+        Boot::KernelRootDisk | Boot::None => {
+            return Err(anyhow!(
+                "{}: the {} format does not boot by itself",
+                target.manifest.display(),
+                target.output.format
+            ));
+        }
+    };
+    let name = target
+        .manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| target.dir.join(format!("{name}-state")));
     let mtime = source_date_epoch()?.unwrap_or(osbuild::build::DEFAULT_MTIME);
     let data = contents.map(|contents| MetadataDisk {
         contents,
@@ -246,12 +312,11 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
         (None, None)
     };
     let cfg = QemuConfig {
-        arch: parse_arch(&args.arch)?,
+        arch,
         mem_mib: args.mem,
         cpus: args.cpus,
-        kernel: file("-kernel"),
-        initrd: file("-initrd.img"),
-        cmdline: cmdline.trim().to_string(),
+        boot,
+        state: state.clone(),
         disks: args
             .disk
             .iter()
@@ -334,10 +399,16 @@ fn pkg_command(cmd: &PkgCommand, reporter: &Reporter) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command()
+            .mut_subcommand("build", |b| b.after_help(osbuild::output::formats::help()));
+        let matches = command.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    };
     // Ctrl-C or a termination signal: remove half-written outputs before leaving.
     let _ = ctrlc::set_handler(|| {
-        osbuild::output::atomic::remove_all_staged();
+        osbuild::archive::atomic::remove_all_staged();
         std::process::exit(130);
     });
     let reporter = Reporter::new(Mode::detect(cli.quiet), cli.verbose);

@@ -60,5 +60,5 @@ fn credentials_from_docker_config_open_a_protected_registry() {
     assert!(s.outputs().is_empty());
     // With them it builds.
     ok(&run(&["--docker-config", config.to_str().unwrap()]));
-    assert_eq!(s.outputs(), ["p.tar"]);
+    assert_eq!(s.outputs(), ["p.json", "p.tar"]);
 }

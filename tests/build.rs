@@ -24,7 +24,35 @@ fn hello_builds_kernel_initrd_and_cmdline() {
     ok(&s.osbuild(&["build", "--dir", out.to_str().unwrap(), &hello()]));
     assert_eq!(
         s.outputs(),
-        ["hello-cmdline", "hello-initrd.img", "hello-kernel"]
+        [
+            "hello-cmdline",
+            "hello-initrd.img",
+            "hello-kernel",
+            "hello.json"
+        ]
+    );
+    // The manifest names each file with its role, size and sha256, and how the format boots.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("hello.json")).unwrap()).unwrap();
+    let entry = &manifest["outputs"][0];
+    assert_eq!(entry["format"], "kernel+initrd");
+    assert_eq!(entry["boot"]["method"], "direct");
+    let initrd = entry["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["role"] == "initrd")
+        .unwrap();
+    assert_eq!(initrd["path"], "hello-initrd.img");
+    assert_eq!(
+        initrd["sha256"],
+        support::sha256(&out.join("hello-initrd.img"))
+    );
+    assert_eq!(
+        initrd["size"],
+        std::fs::metadata(out.join("hello-initrd.img"))
+            .unwrap()
+            .len()
     );
     let cmdline = std::fs::read_to_string(out.join("hello-cmdline")).unwrap();
     assert!(cmdline.starts_with("console=ttyS0"), "{cmdline}");
@@ -251,6 +279,7 @@ fn builds_are_byte_reproducible() {
     }
     for f in [
         "services-initrd.img",
+        "services.json",
         "services.tar",
         "services-kernel",
         "z-initrd.img",

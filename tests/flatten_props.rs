@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
+use osbuild::archive::cpio::{CpioOptions, write_cpio};
+use osbuild::archive::tar::{TarOptions, write_tar};
 use osbuild::flatten::flatten;
-use osbuild::output::cpio::{CpioOptions, write_cpio};
-use osbuild::output::tar::{TarOptions, write_tar};
 use osbuild::tree::{Content, Directory, Inode, Leaf, LeafKind, Meta, Tree, TreePath, dump};
 use proptest::prelude::*;
 

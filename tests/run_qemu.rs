@@ -161,7 +161,7 @@ fn missing_outputs_and_bad_options_are_named() {
     let o = run(&["--accel", "tcg", "/nonexistent/hello"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("/nonexistent/hello-kernel: not found"),
+        stderr(&o).contains("/nonexistent/hello: no build found"),
         "{}",
         stderr(&o)
     );
@@ -253,12 +253,13 @@ fn metadata_seen_by(arch: &str, data_args: &[&str]) -> (String, std::path::PathB
 fn data_reaches_an_x86_64_guest_on_a_cidata_disk() {
     let (seen, iso, s) = metadata_seen_by("amd64", &["--data", "hostname: osbuild-test"]);
     assert_eq!(seen, "hostname: osbuild-test");
-    // The disk is what other tools see too: an ISO 9660 volume CIDATA holding CONFIG.
+    // The disk is what other tools see too: an ISO 9660 volume CIDATA holding `config` (its
+    // Rock Ridge name).
     let extracted = s.dir.path().join("config");
     let o = Command::new("xorriso")
         .args(["-osirrox", "on", "-indev"])
         .arg(&iso)
-        .args(["-extract", "/CONFIG"])
+        .args(["-extract", "/config"])
         .arg(&extracted)
         .output()
         .unwrap();

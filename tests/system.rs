@@ -14,7 +14,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Scratch, env, repo, stderr};
+use support::{Scratch, env, repo};
 
 /// Extra containers merged into redis-os.yml for the x86_64 boot. The probe prints what the
 /// container sees as `probe: ...` lines (the console names a container once).
@@ -134,20 +134,7 @@ files:
 /// Build `specs` for `arch` into `out/NAME-*` with the cache shared by the run's tests, so
 /// the packages (`@pkg:`) are built once.
 fn build(arch: &str, name: &str, specs: &[&Path], out: &Path) -> PathBuf {
-    let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args(["build", "-q", "--arch", arch, "--name", name, "--dir"])
-        .arg(out)
-        .args(specs)
-        .arg("--cache")
-        .arg(&cache)
-        .arg("--mirror")
-        .arg(env().mirror_arg())
-        .env("CI", "true")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{arch}: build failed:\n{}", stderr(&o));
-    out.join(name)
+    support::build_shared(arch, name, specs, out, &[])
 }
 
 /// A guest under `osbuild run qemu` in the foreground: the console (and QEMU's monitor,

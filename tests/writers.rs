@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use osbuild::output::compress::Compression;
-use osbuild::output::cpio::{CpioOptions, write_cpio};
-use osbuild::output::formats::{Format, OutputRequest, write_outputs};
+use osbuild::archive::compress::Compression;
+use osbuild::archive::cpio::{CpioOptions, write_cpio};
+use osbuild::image::Arch;
+use osbuild::output::{Format, Loaders, OutputRequest, write_outputs};
 use osbuild::tree::{BlobFile, Content, Inode, Leaf, LeafKind, Meta, Tree, TreePath};
 
 fn sparse_file(dir: &std::path::Path, len: u64) -> std::path::PathBuf {
@@ -49,11 +50,14 @@ fn a_4_gib_file_is_refused_and_nothing_is_left_behind() {
         dir: out.clone(),
         name: "big".into(),
         output: None,
+        arch: Arch::Amd64,
         compression: Compression::None,
         mtime_clamp: None,
         mtime: 0,
+        disk_size: None,
     };
-    let err = write_outputs(&tree, &[Format::KernelInitrd], &request).unwrap_err();
+    let format = Format::named("kernel+initrd").unwrap();
+    let err = write_outputs(&tree, &[format], &request, &Loaders::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "data/huge.img: 4294967296 bytes is over the 4 GiB a newc cpio entry can hold"

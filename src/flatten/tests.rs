@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::*;
-use crate::output::tar::{TarOptions, write_tar};
+use crate::archive::tar::{TarOptions, write_tar};
 use crate::tree::{Content, Inode, Leaf, LeafKind, Meta, Tree, TreePath, dump};
 
 /// Builds layers as real tar files (written by our tar writer) in a temp dir.

@@ -12,7 +12,7 @@ use oci_spec::image::Descriptor;
 
 use super::cache::{Cache, HashingWriter, REF_NAME};
 use super::{ImageError, Reference};
-use crate::output::tar::{TarOptions, write_tar};
+use crate::archive::tar::{TarOptions, write_tar};
 use crate::tree::{BlobFile, Content, Inode, Leaf, LeafKind, Meta, Tree, TreePath};
 
 fn archive_err(path: &Path, reason: impl std::fmt::Display) -> ImageError {
@@ -230,7 +230,7 @@ pub fn layout_tree(cache: &Cache, reference: &Reference, mtime: i64) -> Result<T
 /// Write the cached image `reference` as an OCI layout tarball at `dest`.
 pub fn export(cache: &Cache, reference: &Reference, dest: &Path) -> Result<(), ImageError> {
     let tree = layout_tree(cache, reference, 0)?;
-    let mut staged = crate::output::atomic::StagedOutputs::new();
+    let mut staged = crate::archive::atomic::StagedOutputs::new();
     let out = staged.create(dest).map_err(|e| archive_err(dest, e))?;
     let mut out = BufWriter::new(out);
     write_tar(&tree, &mut out, &TarOptions::default()).map_err(|e| archive_err(dest, e))?;

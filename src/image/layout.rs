@@ -12,8 +12,8 @@ use oci_spec::image::{
 use super::cache::{Cache, HashingWriter};
 use super::registry::Puller;
 use super::{Arch, ImageError, Reference};
-use crate::output::compress::{Compression, Compressor};
-use crate::output::tar::{TarOptions, write_tar};
+use crate::archive::compress::{Compression, Compressor};
+use crate::archive::tar::{TarOptions, write_tar};
 use crate::tree::Tree;
 
 /// What an image to be written consists of.

@@ -1,399 +1,338 @@
-//! The output formats a build can write, LinuxKit's names and file names:
-//! `kernel+initrd` (NAME-kernel, NAME-initrd.img with the microcode cpio prepended, NAME-cmdline),
-//! `tar-kernel-initrd` (NAME-initrd.tar holding kernel, initrd.img, cmdline, ucode.cpio) and
-//! `tar` (NAME.tar, the whole root filesystem including `boot/`).
+//! The output formats, declared once as data. Each entry says what a format is called, which
+//! architectures it exists for, which files it writes, what it needs beyond the root
+//! filesystem, how `osbuild run qemu` boots it and which writer makes it. The command line,
+//! its help, the manifest and `run qemu` all read this table; a new format is one entry here
+//! and one writer.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 
-use super::atomic::StagedOutputs;
-use super::compress::{Compression, Compressor};
-use super::cpio::{CpioOptions, write_cpio};
-use super::tar::{TarOptions, write_tar};
-use super::{OutputError, copy_content};
-use crate::tree::{BlobFile, Content, Inode, Leaf, LeafKind, Meta, Tree, TreePath};
+use serde::{Deserialize, Serialize};
 
-/// An output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Format {
-    /// Kernel, initrd and command line as three files.
-    KernelInitrd,
-    /// The same three (and the microcode) in one tar.
-    TarKernelInitrd,
-    /// The root filesystem as a tar.
+use super::{Job, OutputError, Outputs};
+use crate::image::Arch;
+
+/// What a file of a format holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A kernel image for `-kernel`.
+    Kernel,
+    /// An initrd for `-initrd`.
+    Initrd,
+    /// The kernel command line (text).
+    Cmdline,
+    /// A tar archive.
     Tar,
+    /// A whole disk image (partition table and partitions).
+    Disk,
+    /// An ISO 9660 image (hybrid: also a disk image).
+    Iso,
+    /// A squashfs root filesystem image.
+    Squashfs,
 }
 
-impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "kernel+initrd" => Ok(Format::KernelInitrd),
-            "tar-kernel-initrd" => Ok(Format::TarKernelInitrd),
-            "tar" => Ok(Format::Tar),
-            other => Err(format!(
-                "unknown output format {other:?}: use kernel+initrd, tar-kernel-initrd or tar"
-            )),
+/// One file a format writes: the build's name followed by `suffix`.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputFile {
+    /// Appended to the build's name (`-efi.img` makes `NAME-efi.img`).
+    pub suffix: &'static str,
+    /// What it holds.
+    pub role: Role,
+}
+
+/// Firmware a disk or ISO boots through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// UEFI (OVMF on x86_64, AAVMF on arm64).
+    Uefi,
+    /// A PC BIOS (SeaBIOS).
+    Bios,
+}
+
+/// How a format boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "firmware", rename_all = "kebab-case")]
+pub enum Boot {
+    /// The machine loads the kernel and initrd directly (`-kernel`, `-initrd`, `-append`).
+    Direct,
+    /// The machine loads the kernel directly; the root filesystem is the first disk.
+    KernelRootDisk,
+    /// Firmware boots the disk image.
+    Disk(Firmware),
+    /// Firmware boots the image as a CD-ROM (hybrid images also boot as a disk).
+    Cdrom(Firmware),
+    /// Not bootable by itself (a root filesystem archive).
+    None,
+}
+
+/// What a format needs beyond the root filesystem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    /// The spec's kernel.
+    pub kernel: bool,
+    /// systemd's EFI stub (the `boot.efi` image).
+    pub efi_stub: bool,
+    /// syslinux's BIOS loaders (the `boot.bios` image).
+    pub bios_loader: bool,
+}
+
+/// A writer: makes the format's files from the job into `out`.
+pub type Writer = fn(&Job<'_>, &mut Outputs) -> Result<(), OutputError>;
+
+/// A writer of the format's single file to a stream (standard output).
+pub type StreamWriter = fn(&Job<'_>, &mut dyn std::io::Write) -> Result<(), OutputError>;
+
+/// One output format.
+#[derive(Debug)]
+pub struct FormatInfo {
+    /// Its name on the command line and in `outputs:`.
+    pub name: &'static str,
+    /// One line for the help text and the docs.
+    pub summary: &'static str,
+    /// The architectures it exists for.
+    pub arches: &'static [Arch],
+    /// The files it writes.
+    pub files: &'static [OutputFile],
+    /// What it needs beyond the root filesystem.
+    pub needs: Needs,
+    /// How it boots.
+    pub boot: Boot,
+    /// Its writer.
+    pub writer: Writer,
+    /// Its writer to standard output, for single-file formats that can stream.
+    pub stream: Option<StreamWriter>,
+}
+
+const ALL: &[Arch] = &[Arch::Amd64, Arch::Arm64, Arch::S390x];
+const EFI_ARCHES: &[Arch] = &[Arch::Amd64, Arch::Arm64];
+
+/// Every format, in the order the help lists them.
+pub static FORMATS: &[FormatInfo] = &[
+    FormatInfo {
+        name: "kernel+initrd",
+        summary: "NAME-kernel, NAME-initrd.img (microcode first) and NAME-cmdline, booted directly",
+        arches: ALL,
+        files: &[
+            OutputFile {
+                suffix: "-kernel",
+                role: Role::Kernel,
+            },
+            OutputFile {
+                suffix: "-initrd.img",
+                role: Role::Initrd,
+            },
+            OutputFile {
+                suffix: "-cmdline",
+                role: Role::Cmdline,
+            },
+        ],
+        needs: Needs {
+            kernel: true,
+            efi_stub: false,
+            bios_loader: false,
+        },
+        boot: Boot::Direct,
+        writer: super::kernel_initrd::write,
+        stream: None,
+    },
+    FormatInfo {
+        name: "tar-kernel-initrd",
+        summary: "NAME-initrd.tar holding kernel, initrd.img, cmdline and ucode.cpio",
+        arches: ALL,
+        files: &[OutputFile {
+            suffix: "-initrd.tar",
+            role: Role::Tar,
+        }],
+        needs: Needs {
+            kernel: true,
+            efi_stub: false,
+            bios_loader: false,
+        },
+        boot: Boot::None,
+        writer: super::kernel_initrd::write_tar_file,
+        stream: Some(super::kernel_initrd::stream_tar),
+    },
+    FormatInfo {
+        name: "tar",
+        summary: "NAME.tar, the whole root filesystem (boot/ included)",
+        arches: ALL,
+        files: &[OutputFile {
+            suffix: ".tar",
+            role: Role::Tar,
+        }],
+        needs: Needs {
+            kernel: false,
+            efi_stub: false,
+            bios_loader: false,
+        },
+        boot: Boot::None,
+        writer: super::rootfs_tar::write,
+        stream: Some(super::rootfs_tar::stream),
+    },
+    FormatInfo {
+        name: "raw-efi",
+        summary: "NAME-efi.img: a GPT disk with an EFI system partition holding a unified kernel image",
+        arches: EFI_ARCHES,
+        files: &[OutputFile {
+            suffix: "-efi.img",
+            role: Role::Disk,
+        }],
+        needs: Needs {
+            kernel: true,
+            efi_stub: true,
+            bios_loader: false,
+        },
+        boot: Boot::Disk(Firmware::Uefi),
+        writer: super::efi_disk::write,
+        stream: None,
+    },
+];
+
+/// A format of the table.
+#[derive(Clone, Copy)]
+pub struct Format(&'static FormatInfo);
+
+impl Format {
+    /// The format called `name`.
+    pub fn named(name: &str) -> Option<Format> {
+        FORMATS.iter().find(|f| f.name == name).map(Format)
+    }
+
+    /// Every format, in table order.
+    pub fn all() -> impl Iterator<Item = Format> {
+        FORMATS.iter().map(Format)
+    }
+
+    /// The names of every format, for messages: `kernel+initrd, tar-kernel-initrd, ...`.
+    pub fn names() -> String {
+        FORMATS
+            .iter()
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The table entry.
+    pub fn info(self) -> &'static FormatInfo {
+        self.0
+    }
+
+    /// Refuse the format for `arch` when it does not exist there.
+    pub fn check_arch(self, arch: Arch) -> Result<(), String> {
+        if self.0.arches.contains(&arch) {
+            Ok(())
+        } else {
+            let arches: Vec<String> = self.0.arches.iter().map(|a| a.to_string()).collect();
+            Err(format!(
+                "the {} format is not made for {arch}: it exists for {}",
+                self.0.name,
+                arches.join(", ")
+            ))
         }
+    }
+}
+
+impl std::ops::Deref for Format {
+    type Target = FormatInfo;
+    fn deref(&self) -> &FormatInfo {
+        self.0
+    }
+}
+
+impl PartialEq for Format {
+    fn eq(&self, other: &Format) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Format {}
+
+impl fmt::Debug for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Format({})", self.0.name)
     }
 }
 
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::KernelInitrd => "kernel+initrd",
-            Format::TarKernelInitrd => "tar-kernel-initrd",
-            Format::Tar => "tar",
+        f.write_str(self.0.name)
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::named(s).ok_or_else(|| {
+            format!(
+                "unknown output format {s:?}: use one of {}",
+                Format::names()
+            )
         })
     }
 }
 
-/// Where and how outputs are written.
-#[derive(Debug, Clone)]
-pub struct OutputRequest {
-    /// Directory for the outputs.
-    pub dir: PathBuf,
-    /// Base name of the outputs.
-    pub name: String,
-    /// A single-file output's path instead of the default name; `-` means standard output.
-    pub output: Option<PathBuf>,
-    /// Initrd compression.
-    pub compression: Compression,
-    /// `SOURCE_DATE_EPOCH`: later mtimes are clamped to it.
-    pub mtime_clamp: Option<i64>,
-    /// The mtime of entries the writers generate.
-    pub mtime: i64,
-}
-
-/// The boot files split out of the root filesystem for kernel+initrd outputs.
-const KERNEL: &str = "boot/kernel";
-const CMDLINE: &str = "boot/cmdline";
-const UCODE: &str = "boot/ucode.cpio";
-
-fn boot_file(tree: &Tree, path: &str) -> Option<Content> {
-    let path = TreePath::parse(path).ok()?;
-    match tree.get(&path)? {
-        Inode::Leaf(l) => match &l.kind {
-            LeafKind::File(c) => Some(c.clone()),
-            _ => None,
-        },
-        Inode::Directory(_) => None,
-    }
-}
-
-/// Whether `path` stays in the initrd: everything but the split-out boot files (and `boot/`
-/// itself when nothing else is in it).
-fn in_initrd(tree: &Tree) -> impl Fn(&TreePath) -> bool + '_ {
-    let split: Vec<TreePath> = [KERNEL, CMDLINE, UCODE]
-        .iter()
-        .filter_map(|p| TreePath::parse(p).ok())
-        .collect();
-    let boot = TreePath::parse("boot").unwrap_or_default();
-    let boot_only_split = tree.get_dir(&boot).is_some_and(|d| {
-        d.entries
-            .keys()
-            .all(|n| ["kernel", "cmdline", "ucode.cpio"].iter().any(|s| n == *s))
-    });
-    move |p: &TreePath| !(split.contains(p) || (boot_only_split && *p == boot))
-}
-
-/// Write the initrd: the microcode cpio as is, then the compressed cpio of the root filesystem.
-fn write_initrd<W: Write + Send + 'static>(
-    tree: &Tree,
-    out: W,
-    req: &OutputRequest,
-) -> Result<W, OutputError> {
-    let err = |source| OutputError::Write {
-        path: "initrd".into(),
-        source,
-    };
-    let mut out = out;
-    if let Some(ucode) = boot_file(tree, UCODE) {
-        let mut buf = vec![0u8; 1 << 16];
-        copy_content(&ucode, &mut out, &mut buf, UCODE)?;
-    }
-    let mut compressor = Compressor::new(req.compression, out).map_err(err)?;
-    let keep = in_initrd(tree);
-    let opts = CpioOptions {
-        mtime_clamp: req.mtime_clamp,
-        filter: Some(&keep),
-    };
-    write_cpio(tree, &mut compressor, &opts)?;
-    compressor.finish().map_err(err)
-}
-
-fn require(tree: &Tree, path: &str, format: Format) -> Result<Content, OutputError> {
-    boot_file(tree, path).ok_or_else(|| {
-        OutputError::Usage(format!(
-            "the {format} output needs a kernel: the spec has no kernel section (or /{path} is missing)"
-        ))
-    })
-}
-
-fn write_content(
-    staged: &mut StagedOutputs,
-    dest: &Path,
-    content: &Content,
-) -> Result<(), OutputError> {
-    let mut file = BufWriter::new(staged.create(dest)?);
-    let mut buf = vec![0u8; 1 << 20];
-    copy_content(content, &mut file, &mut buf, &dest.display().to_string())?;
-    file.flush().map_err(|source| OutputError::File {
-        path: dest.display().to_string(),
-        source,
-    })
-}
-
-/// Write `formats` of `tree` as asked; returns the files written (nothing for standard output).
-/// Either every output appears or none does.
-pub fn write_outputs(
-    tree: &Tree,
-    formats: &[Format],
-    req: &OutputRequest,
-) -> Result<Vec<PathBuf>, OutputError> {
-    if req.output.is_some() && formats.len() != 1 {
-        return Err(OutputError::Usage(
-            "-o names one output: give exactly one --format".into(),
+/// The help text listing every format with its architectures and summary.
+pub fn help() -> String {
+    let mut text = String::from(
+        "Output formats (repeatable; default: the spec's `outputs:`, else kernel+initrd):\n",
+    );
+    for f in FORMATS {
+        let arches: Vec<String> = f.arches.iter().map(|a| a.to_string()).collect();
+        text.push_str(&format!(
+            "  {:<18} [{}] {}\n",
+            f.name,
+            arches.join(","),
+            f.summary
         ));
     }
-    if req.output.as_deref() == Some(Path::new("-")) {
-        let format = formats[0];
-        let stdout = io::stdout();
-        let mut lock = BufWriter::new(stdout.lock());
-        match format {
-            Format::Tar => {
-                write_tar(
-                    tree,
-                    &mut lock,
-                    &TarOptions {
-                        mtime_clamp: req.mtime_clamp,
-                        filter: None,
-                    },
-                )?;
-            }
-            Format::TarKernelInitrd => {
-                let scratch = tempfile::tempdir().map_err(|source| OutputError::File {
-                    path: std::env::temp_dir().display().to_string(),
-                    source,
-                })?;
-                let kernel_tar = build_kernel_initrd_tree(tree, scratch.path(), req)?;
-                write_tar(&kernel_tar, &mut lock, &TarOptions::default())?;
-            }
-            Format::KernelInitrd => {
-                return Err(OutputError::Usage(
-                    "kernel+initrd is three files and cannot go to standard output: use tar-kernel-initrd".into(),
-                ));
-            }
-        }
-        lock.flush().map_err(|source| OutputError::File {
-            path: "standard output".into(),
-            source,
-        })?;
-        return Ok(Vec::new());
-    }
-    let base = req.dir.join(&req.name);
-    let with_suffix = |suffix: &str| -> PathBuf {
-        match &req.output {
-            Some(out) => out.clone(),
-            None => PathBuf::from(format!("{}{suffix}", base.display())),
-        }
-    };
-    let mut staged = StagedOutputs::new();
-    for format in formats {
-        match format {
-            Format::KernelInitrd => {
-                let kernel = require(tree, KERNEL, *format)?;
-                let cmdline = boot_file(tree, CMDLINE).unwrap_or(Content::inline(Vec::new()));
-                if req.output.is_some() {
-                    return Err(OutputError::Usage(
-                        "kernel+initrd is three files: use --name and --dir instead of -o".into(),
-                    ));
-                }
-                write_content(&mut staged, &with_suffix("-kernel"), &kernel)?;
-                write_content(&mut staged, &with_suffix("-cmdline"), &cmdline)?;
-                let dest = with_suffix("-initrd.img");
-                let file = BufWriter::with_capacity(1 << 20, staged.create(&dest)?);
-                let mut file = write_initrd(tree, file, req)?;
-                file.flush().map_err(|source| OutputError::File {
-                    path: dest.display().to_string(),
-                    source,
-                })?;
-            }
-            Format::TarKernelInitrd => {
-                let dest = with_suffix("-initrd.tar");
-                let scratch = tempfile::tempdir_in(dest.parent().unwrap_or(Path::new(".")))
-                    .map_err(|source| OutputError::File {
-                        path: dest.display().to_string(),
-                        source,
-                    })?;
-                let kernel_tar = build_kernel_initrd_tree(tree, scratch.path(), req)?;
-                let mut file = BufWriter::with_capacity(1 << 20, staged.create(&dest)?);
-                write_tar(&kernel_tar, &mut file, &TarOptions::default())?;
-                file.flush().map_err(|source| OutputError::File {
-                    path: dest.display().to_string(),
-                    source,
-                })?;
-            }
-            Format::Tar => {
-                let dest = with_suffix(".tar");
-                let mut file = BufWriter::with_capacity(1 << 20, staged.create(&dest)?);
-                write_tar(
-                    tree,
-                    &mut file,
-                    &TarOptions {
-                        mtime_clamp: req.mtime_clamp,
-                        filter: None,
-                    },
-                )?;
-                file.flush().map_err(|source| OutputError::File {
-                    path: dest.display().to_string(),
-                    source,
-                })?;
-            }
-        }
-    }
-    staged.commit()
-}
-
-/// The small tree of the tar-kernel-initrd format; the initrd is written to `scratch` first.
-fn build_kernel_initrd_tree(
-    tree: &Tree,
-    scratch: &Path,
-    req: &OutputRequest,
-) -> Result<Tree, OutputError> {
-    let format = Format::TarKernelInitrd;
-    let kernel = require(tree, KERNEL, format)?;
-    let cmdline = boot_file(tree, CMDLINE).unwrap_or(Content::inline(Vec::new()));
-    let initrd_path = scratch.join("initrd.img");
-    let file = File::create(&initrd_path).map_err(|source| OutputError::File {
-        path: initrd_path.display().to_string(),
-        source,
-    })?;
-    // The microcode travels beside the initrd in this format, not inside it.
-    let mut no_ucode = tree.clone();
-    let ucode = boot_file(tree, UCODE);
-    if let Ok(p) = TreePath::parse(UCODE) {
-        let _ = no_ucode.remove(&p);
-    }
-    let mut file = write_initrd(&no_ucode, BufWriter::new(file), req)?;
-    file.flush().map_err(|source| OutputError::File {
-        path: initrd_path.display().to_string(),
-        source,
-    })?;
-    let initrd_len = std::fs::metadata(&initrd_path)
-        .map_err(|source| OutputError::File {
-            path: initrd_path.display().to_string(),
-            source,
-        })?
-        .len();
-    let mut out = Tree::new(req.mtime);
-    let meta = Meta::root(0o644, req.mtime);
-    let mut add = |name: &str, content: Content| {
-        let leaf = Inode::Leaf(Arc::new(Leaf {
-            meta: meta.clone(),
-            kind: LeafKind::File(content),
-        }));
-        if let Ok(p) = TreePath::parse(name) {
-            let _ = out.insert(&p, leaf, &meta);
-        }
-    };
-    add("kernel", kernel);
-    add(
-        "initrd.img",
-        Content::Extent {
-            file: BlobFile::new(&initrd_path),
-            offset: 0,
-            len: initrd_len,
-        },
-    );
-    add("cmdline", cmdline);
-    if let Some(ucode) = ucode {
-        add("ucode.cpio", ucode);
-    }
-    Ok(out)
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rootfs() -> Tree {
-        let mut t = Tree::new(0);
-        let meta = Meta::root(0o755, 0);
-        for (p, body) in [
-            (KERNEL, "KERNEL"),
-            (CMDLINE, "console=ttyS0"),
-            ("init", "#!/bin/sh\n"),
-        ] {
-            let leaf = Inode::Leaf(Arc::new(Leaf {
-                meta: Meta::root(0o755, 0),
-                kind: LeafKind::File(Content::inline(body.as_bytes().to_vec())),
-            }));
-            t.insert(&TreePath::parse(p).unwrap(), leaf, &meta).unwrap();
+    #[test]
+    fn names_are_unique_and_parse_back() {
+        for f in Format::all() {
+            assert_eq!(f.name.parse::<Format>().unwrap(), f);
+            assert_eq!(
+                FORMATS.iter().filter(|g| g.name == f.name).count(),
+                1,
+                "{}",
+                f.name
+            );
+            assert!(!f.files.is_empty() && !f.arches.is_empty(), "{}", f.name);
         }
-        t
-    }
-
-    fn request(dir: &Path) -> OutputRequest {
-        OutputRequest {
-            dir: dir.to_owned(),
-            name: "img".into(),
-            output: None,
-            compression: Compression::None,
-            mtime_clamp: None,
-            mtime: 0,
-        }
-    }
-
-    #[test]
-    fn kernel_initrd_splits_boot_files_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let written =
-            write_outputs(&rootfs(), &[Format::KernelInitrd], &request(dir.path())).unwrap();
-        assert_eq!(written.len(), 3);
-        assert_eq!(
-            std::fs::read(dir.path().join("img-kernel")).unwrap(),
-            b"KERNEL"
+        let err = "vhd-x".parse::<Format>().unwrap_err();
+        assert!(
+            err.contains("raw-efi") && err.contains("kernel+initrd"),
+            "{err}"
         );
-        assert_eq!(
-            std::fs::read(dir.path().join("img-cmdline")).unwrap(),
-            b"console=ttyS0"
-        );
-        let initrd = std::fs::read(dir.path().join("img-initrd.img")).unwrap();
-        let text = String::from_utf8_lossy(&initrd);
-        assert!(text.contains("init\0"));
-        assert!(!text.contains("boot"), "boot/ is not in the initrd");
     }
 
     #[test]
-    fn no_kernel_is_a_clear_error_and_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut t = rootfs();
-        t.remove(&TreePath::parse(KERNEL).unwrap()).unwrap();
-        let err = write_outputs(
-            &t,
-            &[Format::Tar, Format::KernelInitrd],
-            &request(dir.path()),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("needs a kernel"), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn tar_kernel_initrd_holds_the_three_files() {
-        let dir = tempfile::tempdir().unwrap();
-        write_outputs(&rootfs(), &[Format::TarKernelInitrd], &request(dir.path())).unwrap();
-        let f = File::open(dir.path().join("img-initrd.tar")).unwrap();
-        let names: Vec<String> = tar::Archive::new(f)
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+    fn suffixes_tell_formats_apart() {
+        let mut all: Vec<&str> = FORMATS
+            .iter()
+            .flat_map(|f| f.files.iter().map(|o| o.suffix))
             .collect();
-        assert_eq!(names, ["cmdline", "initrd.img", "kernel"]);
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(all.len(), n, "a suffix is used twice");
+    }
+
+    #[test]
+    fn formats_missing_an_architecture_say_which_they_have() {
+        let raw = Format::named("raw-efi").unwrap();
+        assert!(raw.check_arch(Arch::Arm64).is_ok());
+        let err = raw.check_arch(Arch::S390x).unwrap_err();
+        assert_eq!(
+            err,
+            "the raw-efi format is not made for s390x: it exists for amd64, arm64"
+        );
     }
 }

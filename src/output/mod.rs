@@ -1,114 +1,270 @@
-//! Output writers: archives of a tree (newc cpio, tar), compression, files written atomically,
-//! and the formats built from them.
+//! Output formats: the table that declares them ([`formats`]), one writer per format composing
+//! boot artifacts ([`crate::boot`]) and disk layouts ([`crate::disk`]) into files that appear
+//! whole or not at all, and the manifest ([`manifest`]) that says what a build wrote.
 
-pub mod atomic;
-pub mod compress;
-pub mod cpio;
+mod efi_disk;
 pub mod formats;
-pub mod iso9660;
-pub mod tar;
+mod iso;
+mod kernel_initrd;
+pub mod manifest;
+mod rootfs_tar;
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 
-use crate::tree::{Content, TreePath};
-
-/// How an archive (cpio or tar) is written.
-#[derive(Clone, Copy, Default)]
-pub struct ArchiveOptions<'a> {
-    /// Later mtimes become this one (`SOURCE_DATE_EPOCH`).
-    pub mtime_clamp: Option<i64>,
-    /// Keep only the entries for which this returns true (directories included).
-    pub filter: Option<&'a dyn Fn(&TreePath) -> bool>,
-}
-
-impl ArchiveOptions<'_> {
-    /// The mtime written for an entry whose mtime is `mtime`.
-    pub fn mtime(&self, mtime: i64) -> i64 {
-        match self.mtime_clamp {
-            Some(clamp) if mtime > clamp => clamp,
-            _ => mtime,
-        }
-    }
-
-    /// Whether the entry at `path` is written (the root never is).
-    pub fn keeps(&self, path: &TreePath) -> bool {
-        !path.is_root() && self.filter.is_none_or(|keep| keep(path))
-    }
-}
+use crate::archive::ArchiveError;
+use crate::archive::atomic::StagedOutputs;
+use crate::archive::compress::Compression;
+use crate::disk::source::Source;
+use crate::image::Arch;
+use crate::tree::{Content, Tree};
+pub use formats::{Boot, Firmware, Format, Role};
+pub use manifest::Manifest;
 
 /// Why an output could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    /// Reading an entry's body or writing the archive failed.
-    #[error("{path}: {source}")]
-    Write {
-        /// The entry (or output file) concerned.
-        path: String,
-        /// What went wrong.
-        #[source]
-        source: io::Error,
-    },
-    /// The archive format cannot hold this entry.
-    #[error("{path}: {reason}")]
-    Unrepresentable {
-        /// The entry.
-        path: String,
-        /// Which limit it exceeds.
-        reason: String,
-    },
-    /// A file body was shorter or longer than the tree says (its source changed under us).
-    #[error("{path}: expected {expected} bytes, read {read}")]
-    SizeChanged {
-        /// The entry.
-        path: String,
-        /// The size the tree holds.
-        expected: u64,
-        /// The bytes read.
-        read: u64,
-    },
-    /// The output file or directory could not be created or committed.
-    #[error("{path}: {source}")]
-    File {
-        /// The output path.
-        path: String,
-        /// What went wrong.
-        #[source]
-        source: io::Error,
-    },
-    /// The requested output format does not exist or cannot be combined as asked.
+    /// Writing an archive or an output file failed.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The inputs do not fit the format (no kernel, a kernel without an EFI stub, ...).
+    #[error("{0}")]
+    Input(String),
+    /// The request cannot be done as asked (`-o` with several files, a size too small, ...).
     #[error("{0}")]
     Usage(String),
+    /// A disk layout or filesystem could not be made.
+    #[error("{what}: {reason}")]
+    Layout {
+        /// The file or part being made.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
-/// Stream `content` into `out` through `buf`, checking the length matches.
-pub(crate) fn copy_content<W: Write + ?Sized>(
-    content: &Content,
-    out: &mut W,
-    buf: &mut [u8],
-    path: &str,
-) -> Result<u64, OutputError> {
-    let err = |source| OutputError::Write {
-        path: path.to_string(),
-        source,
-    };
-    let mut reader = content.open().map_err(err)?;
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(err(e)),
+impl OutputError {
+    /// An I/O failure while writing the output `path`.
+    pub fn io(path: &Path, source: io::Error) -> OutputError {
+        OutputError::Archive(ArchiveError::File {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+impl Source for Content {
+    fn len(&self) -> u64 {
+        Content::len(self)
+    }
+
+    fn open(&self) -> io::Result<Box<dyn io::Read + '_>> {
+        Ok(Box::new(Content::open(self)?))
+    }
+}
+
+/// Where and how outputs are written.
+#[derive(Debug, Clone)]
+pub struct OutputRequest {
+    /// Directory for the outputs.
+    pub dir: PathBuf,
+    /// Base name of the outputs.
+    pub name: String,
+    /// A single-file output's path instead of the default name; `-` means standard output.
+    pub output: Option<PathBuf>,
+    /// The target architecture.
+    pub arch: Arch,
+    /// Initrd compression.
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: later mtimes are clamped to it.
+    pub mtime_clamp: Option<i64>,
+    /// The mtime of entries the writers generate.
+    pub mtime: i64,
+    /// The size of disk images (`--size`), in bytes; `None` for the content plus a margin.
+    pub disk_size: Option<u64>,
+}
+
+/// The boot loaders the disk and ISO formats install, from the `boot` images.
+#[derive(Debug, Clone, Default)]
+pub struct Loaders {
+    /// The flattened `boot.efi` image (systemd's EFI stubs).
+    pub efi: Option<Tree>,
+    /// The flattened `boot.bios` image (syslinux).
+    pub bios: Option<Tree>,
+}
+
+/// Everything a writer reads.
+pub struct Job<'a> {
+    /// The format being written.
+    pub format: Format,
+    /// The assembled root filesystem.
+    pub tree: &'a Tree,
+    /// Where and how.
+    pub request: &'a OutputRequest,
+    /// Boot loaders, when the format needs them.
+    pub loaders: &'a Loaders,
+}
+
+impl Job<'_> {
+    /// The boot files, or the error saying this format needs a kernel.
+    pub fn boot_files(&self) -> Result<crate::boot::BootFiles, OutputError> {
+        crate::boot::BootFiles::of(self.tree, self.format.name).map_err(OutputError::Input)
+    }
+
+    /// A scratch directory beside the outputs (same filesystem, removed when dropped).
+    pub fn scratch(&self) -> Result<tempfile::TempDir, OutputError> {
+        let dir = match &self.request.output {
+            Some(out) => out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            None => self.request.dir.clone(),
         };
-        out.write_all(&buf[..n]).map_err(err)?;
-        total += n as u64;
+        tempfile::Builder::new()
+            .prefix(".osbuild-scratch-")
+            .tempdir_in(&dir)
+            .map_err(|e| OutputError::io(&dir, e))
     }
-    if total != content.len() {
-        return Err(OutputError::SizeChanged {
-            path: path.to_string(),
-            expected: content.len(),
-            read: total,
-        });
+}
+
+/// The files of one build being written: staged beside their destinations and moved into
+/// place together by [`write_outputs`].
+pub struct Outputs {
+    staged: StagedOutputs,
+    base: PathBuf,
+    single: Option<PathBuf>,
+    written: Vec<(Format, Vec<(PathBuf, Role)>)>,
+}
+
+impl Outputs {
+    /// The destination of the current format's file with `suffix`.
+    fn dest(&self, suffix: &str) -> PathBuf {
+        match &self.single {
+            Some(out) => out.clone(),
+            None => PathBuf::from(format!("{}{suffix}", self.base.display())),
+        }
     }
-    Ok(total)
+
+    /// Start the current format's file with `suffix`; returns the open (staged) file.
+    pub fn create(&mut self, suffix: &str) -> Result<File, OutputError> {
+        let format = self
+            .written
+            .last()
+            .map(|(f, _)| *f)
+            .ok_or_else(|| OutputError::Usage("no format is being written".into()))?;
+        let role = format
+            .files
+            .iter()
+            .find(|f| f.suffix == suffix)
+            .map(|f| f.role)
+            .ok_or_else(|| {
+                OutputError::Usage(format!("the {format} format has no file {suffix}"))
+            })?;
+        let dest = self.dest(suffix);
+        let file = self.staged.create(&dest)?;
+        if let Some((_, files)) = self.written.last_mut() {
+            files.push((dest, role));
+        }
+        Ok(file)
+    }
+
+    /// Write the current format's file `suffix` from `content`.
+    pub fn copy(&mut self, suffix: &str, content: &Content) -> Result<(), OutputError> {
+        let dest = self.dest(suffix);
+        let mut file = BufWriter::new(self.create(suffix)?);
+        let mut buf = vec![0u8; 1 << 20];
+        crate::archive::copy_content(content, &mut file, &mut buf, &dest.display().to_string())?;
+        file.flush().map_err(|e| OutputError::io(&dest, e))
+    }
+}
+
+/// Finish a buffered output file: flush it and report errors against `suffix`'s file.
+pub fn finish(file: BufWriter<File>, what: &str) -> Result<File, OutputError> {
+    file.into_inner()
+        .map_err(|e| OutputError::io(Path::new(what), e.into_error()))
+}
+
+/// Write `formats` of `tree` as asked; returns the files written (nothing for standard
+/// output). Either every output, and the manifest `NAME.json`, appear or none does.
+pub fn write_outputs(
+    tree: &Tree,
+    formats: &[Format],
+    request: &OutputRequest,
+    loaders: &Loaders,
+) -> Result<Vec<PathBuf>, OutputError> {
+    if request.output.is_some() && (formats.len() != 1 || formats[0].files.len() != 1) {
+        return Err(OutputError::Usage(match formats {
+            [one] => format!(
+                "{one} is {} files and cannot go to one file: use --name and --dir instead of -o",
+                one.files.len()
+            ),
+            _ => "-o names one output: give exactly one --format".into(),
+        }));
+    }
+    if request.output.as_deref() == Some(Path::new("-")) {
+        let format = formats[0];
+        let stream = format.stream.ok_or_else(|| {
+            OutputError::Usage(format!(
+                "{format} cannot go to standard output: only {} can",
+                Format::all()
+                    .filter(|f| f.stream.is_some())
+                    .map(|f| f.name)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ))
+        })?;
+        let job = Job {
+            format,
+            tree,
+            request,
+            loaders,
+        };
+        let stdout = io::stdout();
+        let mut lock = BufWriter::new(stdout.lock());
+        stream(&job, &mut lock)?;
+        lock.flush()
+            .map_err(|e| OutputError::io(Path::new("standard output"), e))?;
+        return Ok(Vec::new());
+    }
+    let mut out = Outputs {
+        staged: StagedOutputs::new(),
+        base: request.dir.join(&request.name),
+        single: request.output.clone(),
+        written: Vec::new(),
+    };
+    for format in formats {
+        format
+            .check_arch(request.arch)
+            .map_err(OutputError::Usage)?;
+        out.written.push((*format, Vec::new()));
+        let job = Job {
+            format: *format,
+            tree,
+            request,
+            loaders,
+        };
+        (format.writer)(&job, &mut out)?;
+    }
+    let Outputs {
+        mut staged,
+        written,
+        single,
+        ..
+    } = out;
+    if single.is_none() {
+        let manifest_path = request.dir.join(format!("{}.json", request.name));
+        let manifest = manifest::Manifest::describe(
+            &request.name,
+            request.arch,
+            &written,
+            &staged,
+            &manifest_path,
+        )?;
+        let mut file = BufWriter::new(staged.create(&manifest_path)?);
+        file.write_all(manifest.to_json().as_bytes())
+            .map_err(|e| OutputError::io(&manifest_path, e))?;
+        finish(file, &manifest_path.display().to_string())?;
+    }
+    Ok(staged.commit()?)
 }

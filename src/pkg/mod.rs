@@ -8,6 +8,8 @@ pub mod tag;
 
 use std::path::{Path, PathBuf};
 
+use oci_spec::image::{Descriptor, ImageIndex};
+
 use crate::image::layout::{ImageSpec, write_image, write_index};
 use crate::image::{Arch, Cache, ImageError, Reference};
 use crate::spec::SpecError;
@@ -63,21 +65,73 @@ pub fn reference(package: &Package) -> Result<Reference, PkgError> {
 /// Build `package` for its architectures into `cache` (unless already there) and name it;
 /// returns its reference pinned by the index digest.
 pub fn build(package: &Package, cache: &Cache, mtime: i64) -> Result<Reference, PkgError> {
+    build_for(package, cache, mtime, None)
+}
+
+/// The platforms (architectures) an index in the cache has images for.
+fn indexed_arches(cache: &Cache, index: &Descriptor) -> Result<Vec<(Arch, Descriptor)>, PkgError> {
+    let Some(bytes) = cache.read_blob(index.digest().as_ref())? else {
+        return Ok(Vec::new());
+    };
+    let Ok(parsed) = serde_json::from_slice::<ImageIndex>(&bytes) else {
+        return Ok(Vec::new());
+    };
+    Ok(parsed
+        .manifests()
+        .iter()
+        .filter(|m| cache.has_blob(m.digest().as_ref()))
+        .filter_map(|m| {
+            let arch = m.platform().as_ref()?.architecture().to_string();
+            Some((Arch::ALL.into_iter().find(|a| a.oci() == arch)?, m.clone()))
+        })
+        .collect())
+}
+
+/// Build `package` into `cache` for `only` that architecture (every architecture it declares
+/// when `None`), reusing the images already there, and name it; returns its reference pinned
+/// by the index digest.
+pub fn build_for(
+    package: &Package,
+    cache: &Cache,
+    mtime: i64,
+    only: Option<Arch>,
+) -> Result<Reference, PkgError> {
     let reference = reference(package)?;
     let name = reference.to_string();
-    if let Some(desc) = cache.resolve(&name)?
-        && cache.has_blob(desc.digest().as_ref())
-    {
-        return Ok(reference.pinned(desc.digest().as_ref()));
-    }
     let file = package.dir.join("build.yml");
+    let declared = package.arches(&file)?;
+    let wanted: Vec<Arch> = match only {
+        Some(arch) if declared.contains(&arch) => vec![arch],
+        Some(arch) => {
+            let list: Vec<String> = declared.iter().map(|a| a.to_string()).collect();
+            return Err(PkgError::Usage(format!(
+                "{}: the package is not built for {arch} (its arches: {})",
+                file.display(),
+                list.join(", ")
+            )));
+        }
+        None => declared.clone(),
+    };
+    let existing = match cache.resolve(&name)? {
+        Some(desc) if cache.has_blob(desc.digest().as_ref()) => {
+            let have = indexed_arches(cache, &desc)?;
+            if wanted.iter().all(|a| have.iter().any(|(h, _)| h == a)) {
+                return Ok(reference.pinned(desc.digest().as_ref()));
+            }
+            have
+        }
+        _ => Vec::new(),
+    };
+    let missing: Vec<Arch> = wanted
+        .into_iter()
+        .filter(|a| !existing.iter().any(|(h, _)| h == a))
+        .collect();
     let labels = package.labels()?;
-    let arches = package.arches(&file)?;
-    for arch in &arches {
+    for arch in &missing {
         builder::preflight(package, *arch)?;
     }
-    let mut manifests = Vec::new();
-    for arch in arches {
+    let mut manifests: Vec<(Arch, Descriptor)> = existing;
+    for arch in missing {
         let rootfs = builder::root_filesystem(package, arch, mtime)?;
         let spec = ImageSpec {
             layers: vec![&rootfs.tree],
@@ -87,9 +141,12 @@ pub fn build(package: &Package, cache: &Cache, mtime: i64) -> Result<Reference, 
             labels: labels.clone(),
             ..ImageSpec::default()
         };
-        manifests.push(write_image(cache, &spec, arch)?);
+        manifests.push((arch, write_image(cache, &spec, arch)?));
     }
-    let index = write_index(cache, manifests)?;
+    // The index lists its images in the order build.yml declares the architectures, whatever
+    // order they were built in.
+    manifests.sort_by_key(|(a, _)| declared.iter().position(|d| d == a));
+    let index = write_index(cache, manifests.into_iter().map(|(_, d)| d).collect())?;
     cache.tag(&name, &index)?;
     Ok(reference.pinned(index.digest().as_ref()))
 }

@@ -3,6 +3,7 @@
 
 pub mod assemble;
 pub mod fixups;
+pub mod from_spec;
 pub mod oci_config;
 pub mod plan;
 pub mod runtime_json;

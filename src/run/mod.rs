@@ -1,3 +1,4 @@
 //! Running what a build wrote: `osbuild run qemu`.
 
 pub mod qemu;
+pub mod target;

@@ -1,6 +1,7 @@
-//! `osbuild run qemu NAME`: boot what `osbuild build` wrote (NAME-kernel, NAME-initrd.img,
-//! NAME-cmdline) with the machine, console and network device right for the architecture,
-//! KVM only where the CPU offers it, user networking with port forwards, disks and UEFI.
+//! `osbuild run qemu`: boot what `osbuild build` wrote, as its manifest says (the kernel and
+//! initrd directly, a disk or a CD-ROM through the firmware the format claims), with the
+//! machine, console and network device right for the architecture, KVM only where the CPU
+//! offers it, user networking with port forwards, extra disks and UEFI.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -9,6 +10,7 @@ use std::process::Command;
 use std::str::FromStr;
 
 use crate::image::Arch;
+use crate::output::Firmware;
 
 /// Why a machine could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,51 @@ impl FromStr for Disk {
     }
 }
 
+/// What the machine boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootTarget {
+    /// A kernel and initrd loaded by QEMU, with a command line (the architecture's console is
+    /// added when none is given).
+    Direct {
+        /// Kernel image.
+        kernel: PathBuf,
+        /// Initrd.
+        initrd: PathBuf,
+        /// Kernel command line.
+        cmdline: String,
+    },
+    /// A disk image booted by firmware.
+    Disk {
+        /// The image.
+        image: PathBuf,
+        /// The firmware it boots through.
+        firmware: Firmware,
+    },
+    /// An ISO booted by firmware from a CD-ROM drive.
+    Cdrom {
+        /// The image.
+        image: PathBuf,
+        /// The firmware it boots through.
+        firmware: Firmware,
+    },
+}
+
+impl BootTarget {
+    /// Whether the machine boots through UEFI firmware.
+    fn uefi(&self) -> bool {
+        matches!(
+            self,
+            BootTarget::Disk {
+                firmware: Firmware::Uefi,
+                ..
+            } | BootTarget::Cdrom {
+                firmware: Firmware::Uefi,
+                ..
+            }
+        )
+    }
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
@@ -151,17 +198,15 @@ pub struct QemuConfig {
     pub mem_mib: u32,
     /// Virtual CPUs.
     pub cpus: u32,
-    /// Kernel image.
-    pub kernel: PathBuf,
-    /// Initrd.
-    pub initrd: PathBuf,
-    /// Kernel command line (the architecture's console is added when none is given).
-    pub cmdline: String,
+    /// What it boots.
+    pub boot: BootTarget,
+    /// Where the firmware's variable store is kept (a copy of the template, made when missing).
+    pub state: PathBuf,
     /// Disks.
     pub disks: Vec<Disk>,
     /// Port forwards.
     pub publish: Vec<Publish>,
-    /// Boot through UEFI firmware.
+    /// Boot a kernel and initrd through UEFI firmware too.
     pub uefi: bool,
     /// Acceleration.
     pub accel: Accel,
@@ -189,7 +234,7 @@ pub struct MetadataDisk {
 impl MetadataDisk {
     /// Write the image (whole or not at all).
     pub fn write(&self) -> Result<(), RunError> {
-        use crate::output::iso9660::{IsoFile, write_iso};
+        use crate::disk::iso9660::{IsoImage, write_iso};
         let io = |source| RunError::Io {
             what: self.iso.display().to_string(),
             source,
@@ -200,14 +245,8 @@ impl MetadataDisk {
         let tmp = self.iso.with_extension("iso.tmp");
         let written = (|| {
             let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            let files = [IsoFile {
-                name: "config",
-                data: &self.contents,
-            }];
-            write_iso(&mut file, "CIDATA", &files, self.mtime).map_err(|e| match e {
-                crate::output::iso9660::IsoError::Io(e) => e,
-                other => std::io::Error::other(other.to_string()),
-            })?;
+            let image = IsoImage::plain("CIDATA", self.mtime, &[("config", &self.contents)]);
+            write_iso(&mut file, &image).map_err(|e| std::io::Error::other(e.to_string()))?;
             std::io::Write::flush(&mut file)?;
             std::fs::rename(&tmp, &self.iso)
         })();
@@ -286,15 +325,43 @@ pub fn kvm_usable(arch: Arch, cpuinfo: &str, dev_kvm: bool) -> bool {
     arch == Arch::host() && flags && dev_kvm
 }
 
-/// UEFI firmware for `arch`: (code, package).
-fn firmware(arch: Arch) -> Result<(&'static str, &'static str), RunError> {
+/// UEFI firmware for `arch`.
+struct Uefi {
+    /// The read-only code.
+    code: &'static str,
+    /// The template of the variable store.
+    vars: &'static str,
+    /// The Debian package providing both.
+    package: &'static str,
+}
+
+/// UEFI firmware for `arch`.
+fn firmware(arch: Arch) -> Result<Uefi, RunError> {
     match arch {
-        Arch::Amd64 => Ok(("/usr/share/ovmf/OVMF.fd", "ovmf")),
-        Arch::Arm64 => Ok(("/usr/share/AAVMF/AAVMF_CODE.fd", "qemu-efi-aarch64")),
+        Arch::Amd64 => Ok(Uefi {
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            vars: "/usr/share/OVMF/OVMF_VARS_4M.fd",
+            package: "ovmf",
+        }),
+        Arch::Arm64 => Ok(Uefi {
+            code: "/usr/share/AAVMF/AAVMF_CODE.fd",
+            vars: "/usr/share/AAVMF/AAVMF_VARS.fd",
+            package: "qemu-efi-aarch64",
+        }),
         Arch::S390x => Err(RunError::Usage(
             "s390x has no UEFI: boot it without --uefi".into(),
         )),
     }
+}
+
+/// The variable store of a UEFI run: a copy of the template in the state directory.
+fn vars_path(cfg: &QemuConfig) -> PathBuf {
+    cfg.state.join("efivars.fd")
+}
+
+/// Whether the machine runs UEFI firmware.
+fn wants_uefi(cfg: &QemuConfig) -> bool {
+    cfg.uefi || cfg.boot.uefi()
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
@@ -339,34 +406,84 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
     };
     push(&mut args, &display[..if detached { 2 } else { 1 }]);
     push(&mut args, &["-no-reboot", "-boot", "menu=on,splash-time=0"]);
-    if cfg.uefi {
-        let (code, _) = firmware(cfg.arch)?;
-        if cfg.arch == Arch::Amd64 {
-            push(&mut args, &["-bios", code]);
-        } else {
+    if wants_uefi(cfg) {
+        let fw = firmware(cfg.arch)?;
+        push(
+            &mut args,
+            &[
+                "-drive",
+                &format!("if=pflash,format=raw,readonly=on,file={}", fw.code),
+                "-drive",
+                &format!("if=pflash,format=raw,file={}", vars_path(cfg).display()),
+            ],
+        );
+    }
+    match &cfg.boot {
+        BootTarget::Direct {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            args.push("-kernel".into());
+            args.push(kernel.clone().into());
+            args.push("-initrd".into());
+            args.push(initrd.clone().into());
+            let mut cmdline = cmdline.trim().to_string();
+            if !cmdline
+                .split_whitespace()
+                .any(|w| w.starts_with("console="))
+            {
+                cmdline = format!("{cmdline} console={}", m.console)
+                    .trim()
+                    .to_string();
+            }
+            push(&mut args, &["-append", &cmdline]);
+        }
+        BootTarget::Disk { image, .. } => {
             push(
                 &mut args,
                 &[
                     "-drive",
-                    &format!("if=pflash,format=raw,readonly=on,file={code}"),
+                    &format!("file={},if=none,id=boot,format=raw", image.display()),
+                    "-device",
+                    &format!("{},drive=boot,bootindex=0", block_device(cfg.arch)),
                 ],
             );
         }
+        BootTarget::Cdrom { image, .. } => {
+            push(
+                &mut args,
+                &[
+                    "-drive",
+                    &format!(
+                        "file={},if=none,id=boot,format=raw,media=cdrom,readonly=on",
+                        image.display()
+                    ),
+                ],
+            );
+            match cfg.arch {
+                Arch::Amd64 => push(&mut args, &["-device", "ide-cd,drive=boot,bootindex=0"]),
+                Arch::Arm64 => push(
+                    &mut args,
+                    &[
+                        "-device",
+                        "virtio-scsi-pci,id=scsi0",
+                        "-device",
+                        "scsi-cd,bus=scsi0.0,drive=boot,bootindex=0",
+                    ],
+                ),
+                Arch::S390x => push(
+                    &mut args,
+                    &[
+                        "-device",
+                        "virtio-scsi-ccw,id=scsi0",
+                        "-device",
+                        "scsi-cd,bus=scsi0.0,drive=boot,bootindex=0",
+                    ],
+                ),
+            }
+        }
     }
-    args.push("-kernel".into());
-    args.push(cfg.kernel.clone().into());
-    args.push("-initrd".into());
-    args.push(cfg.initrd.clone().into());
-    let mut cmdline = cfg.cmdline.trim().to_string();
-    if !cmdline
-        .split_whitespace()
-        .any(|w| w.starts_with("console="))
-    {
-        cmdline = format!("{cmdline} console={}", m.console)
-            .trim()
-            .to_string();
-    }
-    push(&mut args, &["-append", &cmdline]);
     push(&mut args, &["-device", rng_device(cfg.arch)]);
     if cfg.network {
         let mut netdev = "user,id=n0".to_string();
@@ -478,13 +595,18 @@ pub fn start(cfg: &QemuConfig) -> Result<(), RunError> {
     })
 }
 
-/// Check that the files, QEMU and any firmware are there, and create missing disks.
+/// Check that the files, QEMU and any firmware are there, and create missing disks and the
+/// firmware's variable store.
 pub fn prepare(cfg: &QemuConfig) -> Result<PathBuf, RunError> {
-    for path in [&cfg.kernel, &cfg.initrd] {
+    let files: Vec<&PathBuf> = match &cfg.boot {
+        BootTarget::Direct { kernel, initrd, .. } => vec![kernel, initrd],
+        BootTarget::Disk { image, .. } | BootTarget::Cdrom { image, .. } => vec![image],
+    };
+    for path in files {
         if !path.is_file() {
             return Err(RunError::Missing {
                 path: path.clone(),
-                reason: "not found (run `osbuild build` first, or give the NAME it wrote)".into(),
+                reason: "not found (its manifest lists it: build again)".into(),
             });
         }
     }
@@ -493,13 +615,24 @@ pub fn prepare(cfg: &QemuConfig) -> Result<PathBuf, RunError> {
         what: m.binary.into(),
         package: m.package.into(),
     })?;
-    if cfg.uefi {
-        let (code, package) = firmware(cfg.arch)?;
-        if !Path::new(code).is_file() {
-            return Err(RunError::NotInstalled {
-                what: format!("UEFI firmware {code}"),
-                package: package.into(),
-            });
+    if wants_uefi(cfg) {
+        let fw = firmware(cfg.arch)?;
+        for file in [fw.code, fw.vars] {
+            if !Path::new(file).is_file() {
+                return Err(RunError::NotInstalled {
+                    what: format!("UEFI firmware {file}"),
+                    package: fw.package.into(),
+                });
+            }
+        }
+        let vars = vars_path(cfg);
+        if !vars.is_file() {
+            let io = |source| RunError::Io {
+                what: vars.display().to_string(),
+                source,
+            };
+            std::fs::create_dir_all(&cfg.state).map_err(io)?;
+            std::fs::copy(fw.vars, &vars).map_err(io)?;
         }
     }
     for d in &cfg.disks {
@@ -557,9 +690,12 @@ mod tests {
             arch,
             mem_mib: 1024,
             cpus: 2,
-            kernel: "k".into(),
-            initrd: "i".into(),
-            cmdline: "quiet".into(),
+            boot: BootTarget::Direct {
+                kernel: "k".into(),
+                initrd: "i".into(),
+                cmdline: "quiet".into(),
+            },
+            state: "/s".into(),
             disks: vec![],
             publish: vec![],
             uefi: false,
@@ -616,7 +752,8 @@ mod tests {
         );
         c.data.as_ref().unwrap().write().unwrap();
         let iso = std::fs::read(dir.path().join("state/data.iso")).unwrap();
-        assert_eq!(iso.len(), 22 * 2048);
+        assert_eq!(iso.len() % 2048, 0);
+        assert_eq!(&iso[16 * 2048..16 * 2048 + 6], b"\x01CD001");
         assert_eq!(&iso[16 * 2048 + 40..16 * 2048 + 46], b"CIDATA");
         assert_eq!(
             std::fs::read_dir(dir.path().join("state")).unwrap().count(),
@@ -628,7 +765,11 @@ mod tests {
     #[test]
     fn publish_disks_uefi_and_detached() {
         let mut c = config(Arch::Amd64);
-        c.cmdline = "console=ttyS0 panic=1".into();
+        c.boot = BootTarget::Direct {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            cmdline: "console=ttyS0 panic=1".into(),
+        };
         c.publish = vec!["8080:80".parse().unwrap(), "5353:53/udp".parse().unwrap()];
         c.disks = vec!["d.qcow2,size=1G,format=qcow2".parse().unwrap()];
         c.uefi = true;
@@ -643,7 +784,10 @@ mod tests {
             "{x}"
         );
         assert!(x.contains("-drive file=d.qcow2,if=none,id=disk0,format=qcow2 -device virtio-blk-pci,drive=disk0"), "{x}");
-        assert!(x.contains("-bios /usr/share/ovmf/OVMF.fd"), "{x}");
+        assert!(
+            x.contains("-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive if=pflash,format=raw,file=/s/efivars.fd"),
+            "{x}"
+        );
         assert!(
             x.contains("-append console=ttyS0 panic=1 "),
             "the console given is kept: {x}"
@@ -659,6 +803,33 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("no UEFI")
+        );
+    }
+
+    #[test]
+    fn disks_and_cdroms_boot_through_their_firmware() {
+        let mut c = config(Arch::Arm64);
+        c.boot = BootTarget::Disk {
+            image: "app-efi.img".into(),
+            firmware: Firmware::Uefi,
+        };
+        let a = text(&arguments(&c, false).unwrap());
+        assert!(a.contains("file=/usr/share/AAVMF/AAVMF_CODE.fd"), "{a}");
+        assert!(
+            a.contains("-drive file=app-efi.img,if=none,id=boot,format=raw -device virtio-blk-pci,drive=boot,bootindex=0"),
+            "{a}"
+        );
+        assert!(!a.contains("-kernel"), "{a}");
+        let mut x = config(Arch::Amd64);
+        x.boot = BootTarget::Cdrom {
+            image: "app.iso".into(),
+            firmware: Firmware::Bios,
+        };
+        let t = text(&arguments(&x, false).unwrap());
+        assert!(!t.contains("pflash"), "SeaBIOS is QEMU's default: {t}");
+        assert!(
+            t.contains("media=cdrom,readonly=on -device ide-cd,drive=boot,bootindex=0"),
+            "{t}"
         );
     }
 
@@ -704,7 +875,11 @@ mod tests {
     #[test]
     fn missing_files_and_programs_are_named() {
         let mut c = config(Arch::Amd64);
-        c.kernel = "/nonexistent/hello-kernel".into();
+        c.boot = BootTarget::Direct {
+            kernel: "/nonexistent/hello-kernel".into(),
+            initrd: "i".into(),
+            cmdline: String::new(),
+        };
         let err = prepare(&c).unwrap_err().to_string();
         assert!(
             err.starts_with("/nonexistent/hello-kernel: not found"),

@@ -168,6 +168,12 @@ pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError
     for v in &mut spec.volumes {
         v.file = index;
     }
+    for o in &mut spec.outputs {
+        o.file = index;
+    }
+    if let Some(b) = &mut spec.boot {
+        b.file = index;
+    }
     Ok(spec)
 }
 

@@ -1,5 +1,6 @@
 //! The merge of several spec files, as LinuxKit does it: kernel fields set in a later file win
-//! field by field, every list (init, onboot, onshutdown, services, files, volumes) is appended.
+//! field by field, every list (init, onboot, onshutdown, services, files, volumes, outputs) is appended;
+//! `boot` fields set later win.
 //! Duplicates are looked for afterwards, on the merged spec.
 
 use super::Spec;
@@ -32,6 +33,18 @@ pub fn merge(mut earlier: Spec, later: Spec) -> Spec {
     earlier.services.extend(later.services);
     earlier.files.extend(later.files);
     earlier.volumes.extend(later.volumes);
+    earlier.outputs.extend(later.outputs);
+    if let Some(b1) = later.boot {
+        let b0 = earlier.boot.get_or_insert_with(Default::default);
+        if b1.efi.is_some() {
+            b0.efi = b1.efi;
+            b0.file = b1.file;
+        }
+        if b1.bios.is_some() {
+            b0.bios = b1.bios;
+            b0.file = b1.file;
+        }
+    }
     if later.trust.is_some() {
         earlier.trust = later.trust;
     }

@@ -61,6 +61,12 @@ pub struct Spec {
     /// Obsolete (content trust): accepted with a warning, ignored.
     #[serde(default, skip_serializing)]
     pub trust: Option<TrustSpec>,
+    /// Output formats written when the command line names none (the moby-era `outputs:` list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputSpec>,
+    /// The images boot loaders are taken from, for the disk and ISO formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootSpec>,
     /// Which spec file each `init` entry came from (index into [`LoadedSpec::files`]).
     #[serde(skip)]
     pub init_files: Vec<usize>,
@@ -88,6 +94,32 @@ pub struct KernelSpec {
     /// Path of a CPU microcode cpio inside the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ucode: Option<String>,
+}
+
+/// An `outputs:` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Which spec file this came from (index into [`LoadedSpec::files`]).
+    #[serde(skip)]
+    pub file: usize,
+    /// The format's name (`kernel+initrd`, `raw-efi`, ...).
+    pub format: Loc<String>,
+}
+
+/// The `boot` section: images holding the boot loaders the disk and ISO formats install.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSpec {
+    /// Which spec file this came from (index into [`LoadedSpec::files`]).
+    #[serde(skip)]
+    pub file: usize,
+    /// The image with systemd's EFI stubs (`usr/lib/systemd/boot/efi/linux*.efi.stub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efi: Option<Loc<String>>,
+    /// The image with syslinux's BIOS loaders (`usr/lib/ISOLINUX`, `usr/lib/syslinux`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bios: Option<Loc<String>>,
 }
 
 /// The obsolete `trust` section.

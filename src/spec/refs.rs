@@ -113,6 +113,9 @@ pub fn pin_images(spec: &mut Spec, pin: &dyn Fn(&str) -> Option<String>) {
             apply(image);
         }
     }
+    if let Some(b) = spec.boot.as_mut() {
+        b.efi.iter_mut().chain(b.bios.iter_mut()).for_each(apply);
+    }
 }
 
 impl Spec {

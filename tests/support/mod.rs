@@ -160,3 +160,24 @@ pub fn sha256(path: &Path) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// `osbuild build -q --arch ARCH --name NAME --dir OUT ARGS... SPECS...` with the package cache
+/// shared by the run's tests (so `@pkg:` packages are built once) and the fixture registry as
+/// docker.io mirror; panics with osbuild's stderr on failure. Returns the outputs' path prefix.
+pub fn build_shared(arch: &str, name: &str, specs: &[&Path], out: &Path, args: &[&str]) -> PathBuf {
+    let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().expect("package cache");
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(["build", "-q", "--arch", arch, "--name", name, "--dir"])
+        .arg(out)
+        .args(args)
+        .args(specs)
+        .arg("--cache")
+        .arg(&cache)
+        .arg("--mirror")
+        .arg(env().mirror_arg())
+        .env("CI", "true")
+        .output()
+        .expect("run osbuild");
+    assert!(o.status.success(), "{arch}: build failed:\n{}", stderr(&o));
+    out.join(name)
+}

@@ -104,30 +104,24 @@ pub fn read_data(device: &Path, names: &[&str]) -> io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osbuild::output::iso9660::{IsoFile, write_iso};
+    use osbuild::disk::iso9660::{IsoImage, write_iso};
 
-    fn volume(label: &str, files: &[IsoFile<'_>]) -> tempfile::NamedTempFile {
+    fn volume(label: &str, files: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        write_iso(f.as_file_mut(), label, files, 0).unwrap();
+        let bodies: Vec<Vec<u8>> = files.iter().map(|(_, d)| d.to_vec()).collect();
+        let files: Vec<(&str, &dyn osbuild::disk::source::Source)> = files
+            .iter()
+            .zip(&bodies)
+            .map(|((n, _), b)| (*n, b as &dyn osbuild::disk::source::Source))
+            .collect();
+        write_iso(f.as_file_mut(), &IsoImage::plain(label, 0, &files)).unwrap();
         f
     }
 
     #[test]
     fn reads_what_osbuild_writes() {
         let big = vec![b'x'; 5000];
-        let f = volume(
-            "CIDATA",
-            &[
-                IsoFile {
-                    name: "a",
-                    data: b"first",
-                },
-                IsoFile {
-                    name: "config",
-                    data: &big,
-                },
-            ],
-        );
+        let f = volume("CIDATA", &[("a", b"first"), ("config", &big)]);
         let got = read_data(f.path(), &["user-data", "config"]).unwrap();
         assert_eq!(got.as_deref(), Some(&big[..]));
         assert_eq!(read_data(f.path(), &["missing"]).unwrap(), None);
@@ -135,13 +129,7 @@ mod tests {
 
     #[test]
     fn other_volumes_and_other_data_are_passed_over() {
-        let f = volume(
-            "SOMETHING",
-            &[IsoFile {
-                name: "config",
-                data: b"x",
-            }],
-        );
+        let f = volume("SOMETHING", &[("config", b"x")]);
         assert_eq!(read_data(f.path(), &["config"]).unwrap(), None);
         let mut plain = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(plain.as_file_mut(), &vec![0u8; 40_000]).unwrap();

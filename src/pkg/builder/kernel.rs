@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::debian::{DEFAULT_SUITE, unpack};
+use crate::archive::tar::{TarOptions, write_tar};
 use crate::image::Arch;
-use crate::output::tar::{TarOptions, write_tar};
 use crate::pkg::manifest::KernelBuilder;
 use crate::pkg::{Package, PkgError};
 use crate::spec::SpecError;

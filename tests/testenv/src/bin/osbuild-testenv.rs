@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use osbuild::output::compress::{Compression, Compressor};
+use osbuild::archive::compress::{Compression, Compressor};
 use osbuild_testenv::fixtures::{Environment, Pusher, push_package, push_redis};
 
 fn serve(args: &[String]) -> Result<()> {

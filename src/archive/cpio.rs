@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use super::{OutputError, copy_content};
+use super::{ArchiveError, copy_content};
 use crate::tree::{Directory, Inode, Leaf, LeafKind, Meta, Tree, WalkEntry};
 
 const S_IFDIR: u32 = 0o040000;
@@ -63,7 +63,7 @@ pub fn write_cpio<W: Write>(
     tree: &Tree,
     out: &mut W,
     opts: &CpioOptions<'_>,
-) -> Result<CpioStats, OutputError> {
+) -> Result<CpioStats, ArchiveError> {
     let mut groups = count_names(tree, opts);
     let mut out = Counting {
         inner: out,
@@ -111,7 +111,7 @@ pub fn write_cpio<W: Write>(
             }
         }
         stats.entries += 1;
-        Ok::<(), OutputError>(())
+        Ok::<(), ArchiveError>(())
     })?;
     let trailer = Fields {
         ino: 0,
@@ -132,7 +132,7 @@ pub fn write_cpio<W: Write>(
     let rem = (out.written % 512) as usize;
     if rem != 0 {
         out.write_all(&vec![0u8; 512 - rem])
-            .map_err(|source| OutputError::Write {
+            .map_err(|source| ArchiveError::Write {
                 path: "TRAILER!!!".into(),
                 source,
             })?;
@@ -141,11 +141,11 @@ pub fn write_cpio<W: Write>(
     Ok(stats)
 }
 
-fn take_ino(next: &mut u32, path: &str) -> Result<u32, OutputError> {
+fn take_ino(next: &mut u32, path: &str) -> Result<u32, ArchiveError> {
     let ino = *next;
     *next = next
         .checked_add(1)
-        .ok_or_else(|| OutputError::Unrepresentable {
+        .ok_or_else(|| ArchiveError::Unrepresentable {
             path: path.into(),
             reason: "more than 2^32 entries do not fit a newc cpio archive".into(),
         })?;
@@ -207,9 +207,9 @@ fn write_leaf<W: Write>(
     display: &str,
     buf: &mut [u8],
     stats: &mut CpioStats,
-) -> Result<(), OutputError> {
+) -> Result<(), ArchiveError> {
     let perm = leaf.meta.mode & 0o7777;
-    let err = |source| OutputError::Write {
+    let err = |source| ArchiveError::Write {
         path: display.into(),
         source,
     };
@@ -288,8 +288,8 @@ fn write_header<W: Write>(
     f: &Fields,
     opts: &CpioOptions<'_>,
     display: &str,
-) -> Result<(), OutputError> {
-    let unrepresentable = |reason: String| OutputError::Unrepresentable {
+) -> Result<(), ArchiveError> {
+    let unrepresentable = |reason: String| ArchiveError::Unrepresentable {
         path: display.into(),
         reason,
     };
@@ -327,7 +327,7 @@ fn write_header<W: Write>(
         namesize,
         0
     );
-    let err = |source| OutputError::Write {
+    let err = |source| ArchiveError::Write {
         path: display.into(),
         source,
     };

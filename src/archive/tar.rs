@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use super::{OutputError, copy_content};
+use super::{ArchiveError, copy_content};
 use crate::tree::{Leaf, LeafKind, Meta, Tree, WalkEntry};
 
 const BLOCK: usize = 512;
@@ -37,7 +37,7 @@ pub fn write_tar<W: Write>(
     tree: &Tree,
     out: &mut W,
     opts: &TarOptions<'_>,
-) -> Result<TarStats, OutputError> {
+) -> Result<TarStats, ArchiveError> {
     let mut stats = TarStats::default();
     let mut first_names: HashMap<*const Leaf, Vec<u8>> = HashMap::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -49,7 +49,7 @@ pub fn write_tar<W: Write>(
             return Ok(());
         }
         let name = path.to_bytes();
-        let err = |source: io::Error| OutputError::Write {
+        let err = |source: io::Error| ArchiveError::Write {
             path: path.to_string(),
             source,
         };
@@ -93,7 +93,7 @@ pub fn write_tar<W: Write>(
                     }
                     write_leaf(out, name, leaf, opts, &mut buf, &mut stats).map_err(
                         |e| match e {
-                            OutputError::Write { source, .. } => err(source),
+                            ArchiveError::Write { source, .. } => err(source),
                             other => other,
                         },
                     )?;
@@ -101,10 +101,10 @@ pub fn write_tar<W: Write>(
             }
         }
         stats.entries += 1;
-        Ok::<(), OutputError>(())
+        Ok::<(), ArchiveError>(())
     })?;
     out.write_all(&[0u8; 2 * BLOCK])
-        .map_err(|source| OutputError::Write {
+        .map_err(|source| ArchiveError::Write {
             path: "end of archive".into(),
             source,
         })?;
@@ -118,9 +118,9 @@ fn write_leaf<W: Write>(
     opts: &TarOptions<'_>,
     buf: &mut [u8],
     stats: &mut TarStats,
-) -> Result<(), OutputError> {
+) -> Result<(), ArchiveError> {
     let display = String::from_utf8_lossy(&name).into_owned();
-    let io_err = |source| OutputError::Write {
+    let io_err = |source| ArchiveError::Write {
         path: display.clone(),
         source,
     };

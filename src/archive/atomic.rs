@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::OutputError;
+use super::ArchiveError;
 
 /// Temporary files of every live [`StagedOutputs`] in this process.
 static STAGED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -47,23 +47,23 @@ impl StagedOutputs {
     }
 
     /// Start the output that will be `dest`; returns the open temporary file.
-    pub fn create(&mut self, dest: &Path) -> Result<File, OutputError> {
+    pub fn create(&mut self, dest: &Path) -> Result<File, ArchiveError> {
         let dir = match dest.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
         let name = dest
             .file_name()
-            .ok_or_else(|| OutputError::Usage(format!("{}: not a file name", dest.display())))?;
+            .ok_or_else(|| ArchiveError::Usage(format!("{}: not a file name", dest.display())))?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".tmp")
             .tempfile_in(dir)
-            .map_err(|source| OutputError::File {
+            .map_err(|source| ArchiveError::File {
                 path: dir.display().to_string(),
                 source,
             })?;
-        let (file, path) = tmp.keep().map_err(|e| OutputError::File {
+        let (file, path) = tmp.keep().map_err(|e| ArchiveError::File {
             path: dir.display().to_string(),
             source: e.error,
         })?;
@@ -72,26 +72,34 @@ impl StagedOutputs {
         // Outputs are ordinary files for their owner and readable by everyone, like cp's.
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(|source| OutputError::File {
+            .map_err(|source| ArchiveError::File {
                 path: dest.display().to_string(),
                 source,
             })?;
         Ok(file)
     }
 
+    /// The temporary file holding what will be `dest`, while it is staged.
+    pub fn temp_path(&self, dest: &Path) -> Option<&Path> {
+        self.staged
+            .iter()
+            .find(|(_, d)| d == dest)
+            .map(|(t, _)| t.as_path())
+    }
+
     /// Make every output durable and move it into place.
-    pub fn commit(mut self) -> Result<Vec<PathBuf>, OutputError> {
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, ArchiveError> {
         let staged = std::mem::take(&mut self.staged);
         for (tmp, dest) in &staged {
             let sync = File::open(tmp).and_then(|f| f.sync_all());
-            sync.map_err(|source| OutputError::File {
+            sync.map_err(|source| ArchiveError::File {
                 path: dest.display().to_string(),
                 source,
             })?;
         }
         let mut done = Vec::new();
         for (tmp, dest) in &staged {
-            fs::rename(tmp, dest).map_err(|source| OutputError::File {
+            fs::rename(tmp, dest).map_err(|source| ArchiveError::File {
                 path: dest.display().to_string(),
                 source,
             })?;

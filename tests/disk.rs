@@ -1,0 +1,275 @@
+//! Disk images written natively: `raw-efi` of `examples/redis-os.yml` for amd64 and arm64,
+//! checked with the tools people use (`sgdisk -v`, `fsck.vfat -n` on the ESP, `mdir`,
+//! `objdump -h` on the UKI), byte-reproducible with another cache, described by the manifest,
+//! and booted by `osbuild run qemu` through OVMF and AAVMF until redis answers PONG.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{build_shared, repo, sh};
+
+/// The ESP of a raw-efi image cut out into `dest`, from the partition table `sgdisk` reads.
+fn cut_esp(image: &Path, dest: &Path) {
+    let info = sh(Command::new("sgdisk").args(["-i", "1"]).arg(image));
+    let sector = |key: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {info}"))
+    };
+    assert!(
+        info.contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+        "partition 1 is an ESP: {info}"
+    );
+    let (first, last) = (sector("First sector: "), sector("Last sector: "));
+    let bytes = std::fs::read(image).unwrap();
+    std::fs::write(
+        dest,
+        &bytes[(first * 512) as usize..((last + 1) * 512) as usize],
+    )
+    .unwrap();
+}
+
+/// Check the image's table, filesystem and UKI with the reference tools.
+fn check_raw_efi(image: &Path, boot_file: &str, scratch: &Path) {
+    let verify = sh(Command::new("sgdisk").arg("-v").arg(image));
+    assert!(verify.contains("No problems found"), "{verify}");
+    let esp = scratch.join("esp.img");
+    cut_esp(image, &esp);
+    let fsck = Command::new("fsck.vfat")
+        .arg("-n")
+        .arg(&esp)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout);
+    assert!(
+        fsck.status.success() && text.lines().count() == 2,
+        "fsck.vfat -n: {text}{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let listing = sh(Command::new("mdir").arg("-i").arg(&esp).arg("::/EFI/BOOT"));
+    assert!(listing.contains(boot_file), "{listing}");
+    let uki = scratch.join("uki.efi");
+    sh(Command::new("mcopy")
+        .arg("-i")
+        .arg(&esp)
+        .arg(format!("::/EFI/BOOT/{boot_file}"))
+        .arg(&uki));
+    // objdump on x86_64 reads x86_64 PE files only; the arm64 UKI's sections are read by hand.
+    if boot_file == "BOOTX64.EFI" {
+        let sections = sh(Command::new("objdump").arg("-h").arg(&uki));
+        for s in [".osrel", ".cmdline", ".linux", ".initrd"] {
+            assert!(sections.contains(s), "{s} missing: {sections}");
+        }
+    } else {
+        let bytes = std::fs::read(&uki).unwrap();
+        for s in [".osrel", ".cmdline", ".linux", ".initrd"] {
+            assert!(
+                bytes[..4096].windows(s.len()).any(|w| w == s.as_bytes()),
+                "{s} missing from the UKI's section table"
+            );
+        }
+    }
+}
+
+/// Boot `image` with `osbuild run qemu` (detached) and wait for PONG through a published port;
+/// returns the console log and the seconds it took. QEMU is stopped whatever happens.
+fn boot_until_pong(image: &Path, arch: &str, state: &Path) -> (String, f64) {
+    let port = portpicker();
+    let started = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args([
+            "run",
+            "qemu",
+            "--accel",
+            "tcg",
+            "--mem",
+            "1024",
+            "--detached",
+        ])
+        .args([
+            "--arch",
+            arch,
+            "--publish",
+            &format!("{port}:6379"),
+            "--state",
+        ])
+        .arg(state)
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(&self.0) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+    let _stop = Stop(state.join("qemu.pid"));
+    let log = state.join("console.log");
+    let deadline = started + Duration::from_secs(420);
+    loop {
+        let console = std::fs::read_to_string(&log).unwrap_or_default();
+        if console.contains("redis: started") {
+            let pong = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "PING"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&pong.stdout).trim() == "PONG" {
+                return (console, started.elapsed().as_secs_f64());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{arch}: no PONG within 420 s; console:\n{console}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A free TCP port on the loopback interface.
+fn portpicker() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn redis_os() -> PathBuf {
+    repo().join("examples/redis-os.yml")
+}
+
+#[test]
+fn raw_efi_amd64_is_valid_reproducible_and_boots_through_ovmf() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let spec = redis_os();
+    let base = build_shared("amd64", "redis-os", &[&spec], &out, &["-f", "raw-efi"]);
+    let image = PathBuf::from(format!("{}-efi.img", base.display()));
+    check_raw_efi(&image, "BOOTX64.EFI", dir.path());
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("redis-os.json")).unwrap()).unwrap();
+    let entry = &manifest["outputs"][0];
+    assert_eq!(entry["format"], "raw-efi");
+    assert_eq!(entry["arch"], "amd64");
+    assert_eq!(entry["boot"]["method"], "disk");
+    assert_eq!(entry["boot"]["firmware"], "uefi");
+    assert_eq!(entry["files"][0]["path"], "redis-os-efi.img");
+    assert_eq!(entry["files"][0]["sha256"], support::sha256(&image));
+
+    // The same inputs through another cache (a copy of the run's) give the same bytes.
+    let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().unwrap();
+    let other = dir.path().join("other-cache");
+    sh(Command::new("cp").arg("-a").arg(&cache).arg(&other));
+    drop(_lock);
+    let again = dir.path().join("again");
+    std::fs::create_dir(&again).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args([
+            "build",
+            "-q",
+            "-f",
+            "raw-efi",
+            "--arch",
+            "amd64",
+            "--offline",
+            "--dir",
+        ])
+        .arg(&again)
+        .arg(&spec)
+        .arg("--cache")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        support::sha256(&again.join("redis-os-efi.img")),
+        support::sha256(&image),
+        "two builds differ"
+    );
+
+    let (console, secs) = boot_until_pong(&image, "amd64", &dir.path().join("state"));
+    assert!(console.contains("EFI stub: Loaded initrd"), "{console}");
+    assert!(console.contains("init: osbuild init"), "{console}");
+    eprintln!("raw-efi amd64: PONG after {secs:.0} s");
+}
+
+#[test]
+fn raw_efi_arm64_boots_through_aavmf() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let base = build_shared(
+        "arm64",
+        "redis-os",
+        &[&redis_os()],
+        &out,
+        &["-f", "raw-efi"],
+    );
+    let image = PathBuf::from(format!("{}-efi.img", base.display()));
+    check_raw_efi(&image, "BOOTAA64.EFI", dir.path());
+    let (console, secs) = boot_until_pong(&image, "arm64", &dir.path().join("state"));
+    assert!(console.contains("init: osbuild init"), "{console}");
+    assert!(console.contains("on aarch64"), "{console}");
+    eprintln!("raw-efi arm64: PONG after {secs:.0} s");
+}
+
+#[test]
+fn size_sets_the_disk_and_too_small_is_refused_with_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let spec = redis_os();
+    let base = build_shared(
+        "amd64",
+        "big",
+        &[&spec],
+        &out,
+        &["-f", "raw-efi", "--size", "300M"],
+    );
+    let image = PathBuf::from(format!("{}-efi.img", base.display()));
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 300 << 20);
+    check_raw_efi(&image, "BOOTX64.EFI", dir.path());
+
+    let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args([
+            "build",
+            "-q",
+            "-f",
+            "raw-efi",
+            "--size",
+            "8M",
+            "--offline",
+            "--dir",
+        ])
+        .arg(&small)
+        .arg(&spec)
+        .arg("--cache")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: --size 8M is too small for raw-efi: the content needs at least "),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        std::fs::read_dir(&small).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}
