@@ -101,8 +101,9 @@ impl From<PlanError> for BuildError {
 }
 
 impl BuildError {
-    /// The documented exit code: 2 bad command line, 3 invalid spec, 4 image or registry,
-    /// 5 output, 1 otherwise.
+    /// The documented exit code: 2 bad command line, 3 invalid spec (or inputs that do not fit
+    /// the format, such as a kernel without an EFI stub), 4 image or registry, 5 output, 1
+    /// otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Usage(_) => 2,
@@ -111,6 +112,7 @@ impl BuildError {
             BuildError::Assemble(AssembleError::Place { .. } | AssembleError::Source { .. }) => 3,
             BuildError::Assemble(_) => 4,
             BuildError::Output(OutputError::Usage(_)) => 2,
+            BuildError::Output(OutputError::Input(_)) => 3,
             BuildError::Output(_) => 5,
             BuildError::Internal(_) => 1,
         }
@@ -182,30 +184,24 @@ fn loader_images<'a>(
     formats: &[Format],
 ) -> (Option<Wanted<'a>>, Option<Wanted<'a>>) {
     let boot = loaded.spec.boot.as_ref();
-    let pick = |needed: bool, loc: Option<&'a Loc<String>>, key: &str, default: &str| {
-        needed.then(|| match (loc, boot) {
-            (Some(loc), Some(b)) => Wanted {
-                value: loc.value.clone(),
+    let pick =
+        |needed: bool, written: Option<(usize, &'a Loc<String>)>, key: &str, default: &str| {
+            needed.then(|| Wanted {
+                value: written.map_or_else(|| default.to_string(), |(_, loc)| loc.value.clone()),
                 key: key.into(),
-                written: Some((b.file, loc)),
-            },
-            _ => Wanted {
-                value: default.into(),
-                key: key.into(),
-                written: None,
-            },
-        })
-    };
+                written,
+            })
+        };
     (
         pick(
             formats.iter().any(|f| f.needs.efi_stub),
-            boot.and_then(|b| b.efi.as_ref()),
+            boot.and_then(|b| Some((b.efi_file, b.efi.as_ref()?))),
             "boot.efi",
             DEFAULT_EFI_IMAGE,
         ),
         pick(
             formats.iter().any(|f| f.needs.bios_loader),
-            boot.and_then(|b| b.bios.as_ref()),
+            boot.and_then(|b| Some((b.bios_file, b.bios.as_ref()?))),
             "boot.bios",
             DEFAULT_BIOS_IMAGE,
         ),

@@ -262,13 +262,17 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
         })
     };
     let boot = match target.output.boot {
-        Boot::Direct => BootTarget::Direct {
+        Boot::Direct | Boot::KernelRootDisk => BootTarget::Direct {
             kernel: need(Role::Kernel)?,
             initrd: need(Role::Initrd)?,
             cmdline: std::fs::read_to_string(need(Role::Cmdline)?)
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
+            root: match target.output.boot {
+                Boot::KernelRootDisk => Some(need(Role::Squashfs)?),
+                _ => None,
+            },
         },
         Boot::Disk(firmware) => BootTarget::Disk {
             image: need(Role::Disk)?,
@@ -278,7 +282,7 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
             image: need(Role::Iso)?,
             firmware,
         },
-        Boot::KernelRootDisk | Boot::None => {
+        Boot::None => {
             return Err(anyhow!(
                 "{}: the {} format does not boot by itself",
                 target.manifest.display(),

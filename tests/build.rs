@@ -147,6 +147,7 @@ fn services_lay_out_bundles_with_linuxkit_configs() {
             "services-cmdline",
             "services-initrd.img",
             "services-kernel",
+            "services.json",
             "services.tar"
         ]
     );

@@ -51,8 +51,14 @@ fn check_raw_efi(image: &Path, boot_file: &str, scratch: &Path) {
         "fsck.vfat -n: {text}{}",
         String::from_utf8_lossy(&fsck.stderr)
     );
-    let listing = sh(Command::new("mdir").arg("-i").arg(&esp).arg("::/EFI/BOOT"));
-    assert!(listing.contains(boot_file), "{listing}");
+    let listing = sh(Command::new("mdir")
+        .args(["-b", "-i"])
+        .arg(&esp)
+        .arg("::/EFI/BOOT"));
+    assert!(
+        listing.contains(&format!("::/EFI/BOOT/{boot_file}")),
+        "{listing}"
+    );
     let uki = scratch.join("uki.efi");
     sh(Command::new("mcopy")
         .arg("-i")

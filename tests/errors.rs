@@ -157,7 +157,7 @@ fn spec_without_kernel_cannot_make_kernel_initrd() {
     env();
     let s = Scratch::new();
     let o = build(&s, "init:\n  - osbuild/busybox-init:1\n");
-    let e = failure(&o, 5);
+    let e = failure(&o, 3);
     assert!(e.contains("needs a kernel"), "{e}");
     assert!(s.outputs().is_empty());
 }
@@ -347,5 +347,147 @@ fn supervision_keys_in_an_image_label_are_refused() {
             ),
         "{e}"
     );
+    assert!(s.outputs().is_empty());
+}
+
+/// A spec that builds with the fixtures: the kernel package and the busybox init.
+const BOOTABLE: &str = "kernel:\n  image: osbuild/kernel:6.1-debian\n  cmdline: console=ttyS0\ninit:\n  - osbuild/busybox-init:1\n";
+
+#[test]
+fn unknown_format_lists_the_formats() {
+    let s = Scratch::new();
+    let path = s.spec("ok.yml", BOOTABLE);
+    let o = s.osbuild(&[
+        "build",
+        "-f",
+        "vhdx-x",
+        "--dir",
+        s.out().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 2);
+    assert!(
+        e.starts_with("--format: unknown output format \"vhdx-x\": use one of kernel+initrd, tar-kernel-initrd, tar, raw-efi"),
+        "{e}"
+    );
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn a_format_the_architecture_lacks_is_refused_before_pulling() {
+    let s = Scratch::new();
+    // The image does not exist: the format is refused before anything is asked of a registry.
+    let path = s.spec("ok.yml", "kernel:\n  image: osbuild/no-such-kernel:1\n");
+    let o = s.osbuild(&[
+        "build",
+        "--arch",
+        "s390x",
+        "-f",
+        "raw-efi",
+        "--dir",
+        s.out().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 2);
+    assert_eq!(
+        e,
+        "--format raw-efi: the raw-efi format is not made for s390x: it exists for amd64, arm64"
+    );
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
+fn spec_outputs_are_written_and_checked_where_written() {
+    let s = Scratch::new();
+    let good = s.spec(
+        "outs.yml",
+        &format!("{BOOTABLE}outputs:\n  - format: tar\n  - format: kernel+initrd\n"),
+    );
+    ok(&s.osbuild(&[
+        "build",
+        "--dir",
+        s.out().to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        s.outputs(),
+        [
+            "outs-cmdline",
+            "outs-initrd.img",
+            "outs-kernel",
+            "outs.json",
+            "outs.tar"
+        ]
+    );
+    // --format overrides the list.
+    let only = Scratch::new();
+    ok(&only.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        only.out().to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]));
+    assert_eq!(only.outputs(), ["outs.json", "outs.tar"]);
+    let bad = Scratch::new();
+    let path = bad.spec(
+        "bad.yml",
+        &format!("{BOOTABLE}outputs:\n  - format: kernel+initrd\n  - format: gcp-img\n"),
+    );
+    let o = bad.osbuild(&[
+        "build",
+        "--dir",
+        bad.out().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 3);
+    assert!(
+        e.contains(
+            "bad.yml:8:13: outputs[1].format: unknown output format \"gcp-img\": use one of "
+        ),
+        "{e}"
+    );
+    assert!(bad.outputs().is_empty());
+    let arch = Scratch::new();
+    let path = arch.spec(
+        "arch.yml",
+        &format!("{BOOTABLE}outputs:\n  - format: raw-efi\n"),
+    );
+    let o = arch.osbuild(&[
+        "build",
+        "--arch",
+        "s390x",
+        "--dir",
+        arch.out().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 3);
+    assert!(
+        e.contains("arch.yml:7:13: outputs[0].format: the raw-efi format is not made for s390x"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_kernel_without_an_efi_stub_cannot_make_an_efi_disk() {
+    // busybox is an ELF program, not an EFI-stub kernel; the stub comes from the default
+    // boot.efi image in the fixture registry.
+    let s = Scratch::new();
+    let path = s.spec(
+        "elf.yml",
+        "kernel:\n  image: osbuild/busybox:1\n  binary: bin/busybox\n  tar: none\ninit:\n  - osbuild/busybox-init:1\n",
+    );
+    let o = s.osbuild(&[
+        "build",
+        "-f",
+        "raw-efi",
+        "--dir",
+        s.out().to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 3);
+    assert!(e.starts_with("boot/kernel: "), "{e}");
+    assert!(e.contains("ELF"), "{e}");
     assert!(s.outputs().is_empty());
 }

@@ -43,6 +43,25 @@ pub fn write_initrd<W: Write + Send + 'static>(
     out: W,
     opts: &InitrdOptions,
 ) -> Result<W, ArchiveError> {
+    write_initrd_of(tree, boot, out, opts, &in_initrd(tree))
+}
+
+/// Whether `path` belongs to a boot initrd that only finds and mounts the real root: `/init`
+/// and the kernel's modules (`lib/modules/**`), with their parent directories.
+pub fn in_boot_initrd(path: &TreePath) -> bool {
+    let text = path.to_string();
+    let text = text.trim_start_matches('/');
+    text == "init" || text == "lib" || text == "lib/modules" || text.starts_with("lib/modules/")
+}
+
+/// Write an initrd of the entries of `tree` that `keep` keeps.
+pub fn write_initrd_of<W: Write + Send + 'static>(
+    tree: &Tree,
+    boot: Option<&BootFiles>,
+    out: W,
+    opts: &InitrdOptions,
+    keep: &dyn Fn(&TreePath) -> bool,
+) -> Result<W, ArchiveError> {
     let err = |source| ArchiveError::Write {
         path: "initrd".into(),
         source,
@@ -55,10 +74,9 @@ pub fn write_initrd<W: Write + Send + 'static>(
         copy_content(ucode, &mut out, &mut buf, UCODE)?;
     }
     let mut compressor = Compressor::new(opts.compression, out).map_err(err)?;
-    let keep = in_initrd(tree);
     let cpio = CpioOptions {
         mtime_clamp: opts.mtime_clamp,
-        filter: Some(&keep),
+        filter: Some(keep),
     };
     write_cpio(tree, &mut compressor, &cpio)?;
     compressor.finish().map_err(err)

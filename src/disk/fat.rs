@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use super::source::{Source, copy_source};
-use super::{DiskError, SECTOR, round_up};
+use super::{DiskError, SECTOR, civil, round_up};
 
 /// The cluster size of every volume big enough for it.
 const CLUSTER: u64 = 4096;
@@ -191,23 +191,6 @@ impl Geometry {
         (self.reserved + 2 * self.fat_sectors + self.root_sectors) * SECTOR
             + (n - 2) * self.cluster_bytes()
     }
-}
-
-/// Calendar date and time (UTC) of a Unix time.
-pub fn civil(t: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400) as u32;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// The DOS (time, date) of `t`, clamped to FAT's 1980-2107 range.

@@ -100,10 +100,12 @@ fn digest(sources: &[&dyn Source]) -> Result<Seed, OutputError> {
 }
 
 /// Assemble the UKI of `job` into `scratch`: systemd's stub from the `boot.efi` image with
-/// `.osrel`, `.cmdline`, `.linux` and `.initrd` (above the kernel, as arm64 needs).
+/// `.osrel`, `.cmdline`, `.linux` and `.initrd` (`initrd`, placed above the kernel, as arm64
+/// needs).
 pub(super) fn assemble_uki(
     job: &Job<'_>,
     boot: &BootFiles,
+    initrd: &Content,
     scratch: &Path,
 ) -> Result<Uki, OutputError> {
     let arch = job.request.arch;
@@ -126,7 +128,6 @@ pub(super) fn assemble_uki(
         .map_err(|e| OutputError::io(Path::new(stub_path), e))?;
     check_kernel(machine, &head(&boot.kernel, 64 << 10)?)
         .map_err(|e| OutputError::Input(format!("{}: {e}", crate::boot::KERNEL)))?;
-    let initrd = super::kernel_initrd::scratch_initrd(job, boot, scratch, true)?;
     let osrel = os_release(&job.request.name);
     let cmdline = boot.cmdline_text().into_bytes();
     let sections = [
@@ -144,12 +145,12 @@ pub(super) fn assemble_uki(
         },
         UkiSection {
             name: ".initrd",
-            source: &initrd,
+            source: initrd,
         },
     ];
     let uki = plan(&stub, machine, &sections)
         .map_err(|e| OutputError::Input(format!("{stub_path}: {e}")))?;
-    let seed = digest(&[&stub, &osrel, &cmdline, &boot.kernel, &initrd])?;
+    let seed = digest(&[&stub, &osrel, &cmdline, &boot.kernel, initrd])?;
     let path = scratch.join("uki.efi");
     let mut file = BufWriter::with_capacity(
         1 << 20,
@@ -212,7 +213,8 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
     let boot = job.boot_files()?;
     let scratch = job.scratch()?;
     let arch = job.request.arch;
-    let uki = assemble_uki(job, &boot, scratch.path())?;
+    let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch.path(), true)?;
+    let uki = assemble_uki(job, &boot, &initrd, scratch.path())?;
     let needed = esp_size(&uki, arch) + OVERHEAD;
     let size = match job.request.disk_size {
         Some(size) if size < needed => {

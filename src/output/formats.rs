@@ -188,6 +188,40 @@ pub static FORMATS: &[FormatInfo] = &[
         writer: super::efi_disk::write,
         stream: None,
     },
+    FormatInfo {
+        name: "iso-efi",
+        summary: "NAME-efi.iso: a hybrid ISO whose EFI boot image holds a unified kernel image (CD or disk)",
+        arches: EFI_ARCHES,
+        files: &[OutputFile {
+            suffix: "-efi.iso",
+            role: Role::Iso,
+        }],
+        needs: Needs {
+            kernel: true,
+            efi_stub: true,
+            bios_loader: false,
+        },
+        boot: Boot::Cdrom(Firmware::Uefi),
+        writer: super::iso::write_efi,
+        stream: None,
+    },
+    FormatInfo {
+        name: "iso-bios",
+        summary: "NAME.iso: a hybrid ISO booting isolinux (BIOS) and a unified kernel image (UEFI), as CD or disk",
+        arches: &[Arch::Amd64],
+        files: &[OutputFile {
+            suffix: ".iso",
+            role: Role::Iso,
+        }],
+        needs: Needs {
+            kernel: true,
+            efi_stub: true,
+            bios_loader: true,
+        },
+        boot: Boot::Cdrom(Firmware::Bios),
+        writer: super::iso::write_bios,
+        stream: None,
+    },
 ];
 
 /// A format of the table.

@@ -156,6 +156,8 @@ pub enum BootTarget {
         initrd: PathBuf,
         /// Kernel command line.
         cmdline: String,
+        /// The root filesystem image, attached read-only as the first disk (`/dev/vda`).
+        root: Option<PathBuf>,
     },
     /// A disk image booted by firmware.
     Disk {
@@ -423,6 +425,7 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
             kernel,
             initrd,
             cmdline,
+            root,
         } => {
             args.push("-kernel".into());
             args.push(kernel.clone().into());
@@ -438,6 +441,20 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
                     .to_string();
             }
             push(&mut args, &["-append", &cmdline]);
+            if let Some(root) = root {
+                push(
+                    &mut args,
+                    &[
+                        "-drive",
+                        &format!(
+                            "file={},if=none,id=root,format=raw,readonly=on",
+                            root.display()
+                        ),
+                        "-device",
+                        &format!("{},drive=root", block_device(cfg.arch)),
+                    ],
+                );
+            }
         }
         BootTarget::Disk { image, .. } => {
             push(
@@ -599,7 +616,12 @@ pub fn start(cfg: &QemuConfig) -> Result<(), RunError> {
 /// firmware's variable store.
 pub fn prepare(cfg: &QemuConfig) -> Result<PathBuf, RunError> {
     let files: Vec<&PathBuf> = match &cfg.boot {
-        BootTarget::Direct { kernel, initrd, .. } => vec![kernel, initrd],
+        BootTarget::Direct {
+            kernel,
+            initrd,
+            root,
+            ..
+        } => [kernel, initrd].into_iter().chain(root.as_ref()).collect(),
         BootTarget::Disk { image, .. } | BootTarget::Cdrom { image, .. } => vec![image],
     };
     for path in files {
@@ -694,6 +716,7 @@ mod tests {
                 kernel: "k".into(),
                 initrd: "i".into(),
                 cmdline: "quiet".into(),
+                root: None,
             },
             state: "/s".into(),
             disks: vec![],
@@ -769,6 +792,7 @@ mod tests {
             kernel: "k".into(),
             initrd: "i".into(),
             cmdline: "console=ttyS0 panic=1".into(),
+            root: None,
         };
         c.publish = vec!["8080:80".parse().unwrap(), "5353:53/udp".parse().unwrap()];
         c.disks = vec!["d.qcow2,size=1G,format=qcow2".parse().unwrap()];
@@ -834,6 +858,23 @@ mod tests {
     }
 
     #[test]
+    fn a_root_image_is_the_first_disk_read_only() {
+        let mut c = config(Arch::S390x);
+        c.boot = BootTarget::Direct {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            cmdline: "root=/dev/vda".into(),
+            root: Some("app-squashfs.img".into()),
+        };
+        c.disks = vec!["extra.qcow2".parse().unwrap()];
+        let s = text(&arguments(&c, false).unwrap());
+        let root = s
+            .find("-drive file=app-squashfs.img,if=none,id=root,format=raw,readonly=on -device virtio-blk-ccw,drive=root")
+            .expect(&s);
+        assert!(root < s.find("extra.qcow2").unwrap(), "{s}");
+    }
+
+    #[test]
     fn option_parsing() {
         assert_eq!(
             "6379:6379".parse::<Publish>().unwrap(),
@@ -879,6 +920,7 @@ mod tests {
             kernel: "/nonexistent/hello-kernel".into(),
             initrd: "i".into(),
             cmdline: String::new(),
+            root: None,
         };
         let err = prepare(&c).unwrap_err().to_string();
         assert!(

@@ -172,7 +172,8 @@ pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError
         o.file = index;
     }
     if let Some(b) = &mut spec.boot {
-        b.file = index;
+        b.efi_file = index;
+        b.bios_file = index;
     }
     Ok(spec)
 }
@@ -411,6 +412,46 @@ mod tests {
                 "{}:2:11: services[1].name: duplicate",
                 b.display()
             )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn outputs_append_and_boot_keys_remember_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yml");
+        let b = dir.path().join("b.yml");
+        std::fs::write(
+            &a,
+            "boot:\n  efi: \"@pkg:stub\"\noutputs:\n  - format: raw-efi\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            "boot:\n  bios: \"@pkg:sys\"\noutputs:\n  - format: iso-bios\n",
+        )
+        .unwrap();
+        let l = load(&[a, b]).unwrap();
+        let formats: Vec<_> = l
+            .spec
+            .outputs
+            .iter()
+            .map(|o| o.format.value.as_str())
+            .collect();
+        assert_eq!(formats, ["raw-efi", "iso-bios"]);
+        assert_eq!(l.spec.outputs[1].file, 1);
+        let boot = l.spec.boot.as_ref().unwrap();
+        assert_eq!(boot.efi.as_ref().unwrap().value, "@pkg:stub");
+        assert_eq!((boot.efi_file, boot.bios_file), (0, 1));
+        let e = load_str(
+            "outputs:\n  - format: raw-efi\n    project: x\n",
+            Path::new("s.yml"),
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("s.yml:3:5: outputs[0].project: unknown field"),
             "{e}"
         );
     }

@@ -38,11 +38,11 @@ pub fn merge(mut earlier: Spec, later: Spec) -> Spec {
         let b0 = earlier.boot.get_or_insert_with(Default::default);
         if b1.efi.is_some() {
             b0.efi = b1.efi;
-            b0.file = b1.file;
+            b0.efi_file = b1.efi_file;
         }
         if b1.bios.is_some() {
             b0.bios = b1.bios;
-            b0.file = b1.file;
+            b0.bios_file = b1.bios_file;
         }
     }
     if later.trust.is_some() {

@@ -111,9 +111,12 @@ pub struct OutputSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootSpec {
-    /// Which spec file this came from (index into [`LoadedSpec::files`]).
+    /// Which spec file `efi` came from (index into [`LoadedSpec::files`]).
     #[serde(skip)]
-    pub file: usize,
+    pub efi_file: usize,
+    /// Which spec file `bios` came from.
+    #[serde(skip)]
+    pub bios_file: usize,
     /// The image with systemd's EFI stubs (`usr/lib/systemd/boot/efi/linux*.efi.stub`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub efi: Option<Loc<String>>,

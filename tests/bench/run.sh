@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): wall time, CPU time and peak RSS of `osbuild build` for the standard
-# specs on a warm cache, gzip and zstd, next to the time it takes merely to compress the same
-# bytes with the same codec (the floor). Prints a table; run it before and after changes that
-# could affect build speed or memory.
+# specs on a warm cache, gzip and zstd, and each disk format, next to the time it takes merely
+# to compress the same bytes with the same codec (the floor). Prints a table; run it before and
+# after changes that could affect build speed or memory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v /usr/bin/time >/dev/null || { apt-get install -y -q time >/dev/null; }
@@ -19,18 +19,23 @@ build() { # name spec extra-args...
   /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
     "$bin/osbuild" build -q --cache "$work/cache" --mirror "$mirror" --dir "$work/out" --name "$name" "$@" "$spec"
   read -r wall user sys rss < "$work/time"
+  # The size of what the build wrote, the manifest aside.
+  local bytes
+  bytes=$(find "$work/out" -maxdepth 1 -type f \( -name "$name-*" -o -name "$name.*" \) ! -name '*.json' -printf '%s\n' | awk '{s+=$1} END{print s+0}')
   printf '%-28s %8.2f %8.2f %9d %10d\n' "$name" "$wall" "$(awk "BEGIN{print $user+$sys}")" "$((rss / 1024))" \
-    "$(( $(stat -c %s "$work/out/$name-initrd.img") / 1024 / 1024 ))"
+    "$((bytes / 1024 / 1024))"
 }
 mkdir -p "$work/out"
 echo "warming the cache..."
 "$bin/osbuild" build -q --cache "$work/cache" --mirror "$mirror" --dir "$work/out" --name warm tests/bench/redis-full.yml
 "$bin/osbuild" build -q --cache "$work/cache" --mirror "$mirror" --dir "$work/out" --name warm2 examples/services.yml
-printf '%-28s %8s %8s %9s %10s\n' build wall_s cpu_s peak_MiB initrd_MiB
+printf '%-28s %8s %8s %9s %10s\n' build wall_s cpu_s peak_MiB output_MiB
 build services-gzip examples/services.yml --compress gzip
 build redis-full-none tests/bench/redis-full.yml --compress none
 build redis-full-gzip tests/bench/redis-full.yml --compress gzip
 build redis-full-zstd tests/bench/redis-full.yml --compress zstd
+build services-raw-efi examples/services.yml -f raw-efi
+build redis-full-raw-efi tests/bench/redis-full.yml -f raw-efi
 # The floor: compress the uncompressed initrd's bytes alone, same codec, same compressor.
 for codec in gzip zstd; do
   printf '%-28s %8s\n' "floor-$codec" "$("$bin/osbuild-testenv" compress "$codec" "$work/out/redis-full-none-initrd.img")"

@@ -165,6 +165,8 @@ pub fn sha256(path: &Path) -> String {
 /// shared by the run's tests (so `@pkg:` packages are built once) and the fixture registry as
 /// docker.io mirror; panics with osbuild's stderr on failure. Returns the outputs' path prefix.
 pub fn build_shared(arch: &str, name: &str, specs: &[&Path], out: &Path, args: &[&str]) -> PathBuf {
+    // The fixture registry first: starting it builds packages under the same lock.
+    let mirror = env().mirror_arg();
     let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().expect("package cache");
     let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
         .args(["build", "-q", "--arch", arch, "--name", name, "--dir"])
@@ -174,7 +176,7 @@ pub fn build_shared(arch: &str, name: &str, specs: &[&Path], out: &Path, args: &
         .arg("--cache")
         .arg(&cache)
         .arg("--mirror")
-        .arg(env().mirror_arg())
+        .arg(mirror)
         .env("CI", "true")
         .output()
         .expect("run osbuild");

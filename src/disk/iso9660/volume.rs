@@ -23,22 +23,7 @@ pub(crate) fn both32(v: u32) -> [u8; 8] {
     [l[0], l[1], l[2], l[3], b[0], b[1], b[2], b[3]]
 }
 
-/// Calendar date and time (UTC) of a Unix time: (year, month, day, hour, minute, second).
-pub(crate) fn civil(t: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400) as u32;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, secs / 3600, secs / 60 % 60, secs % 60)
-}
+use crate::disk::civil;
 
 /// The 7-byte date of a directory record and of Rock Ridge `TF`, UTC; times outside the
 /// representable years 1900-2155 are clamped to the nearest end.

@@ -6,6 +6,8 @@
 //! | `osbuild/busybox:1` | Debian's static busybox, `Cmd` `/bin/sh`, a LinuxKit label |
 //! | `osbuild/busybox-init:1` | busybox and an `/init` script that reports and powers off (amd64, arm64, s390x) |
 //! | `osbuild/kernel:6.1-debian` | `pkg/kernel`: Debian kernels for virtio guests (amd64, arm64, s390x) |
+//! | `osbuild/efi-stub:252` | `pkg/efi-stub`: systemd's EFI stubs (amd64, arm64), the default `boot.efi` image |
+//! | `osbuild/syslinux:6.04` | `pkg/syslinux`: isolinux (amd64), the default `boot.bios` image |
 //! | `osbuild/layers:1` | three layers exercising every layer rule |
 //! | `osbuild/multiarch:1` | an index with amd64 and arm64 images marking their arch |
 
@@ -145,7 +147,8 @@ pub fn push_package(pusher: &Pusher, dir: &Path, name: &str) -> Result<Reference
 }
 
 /// Push every standard fixture: busybox, the busybox init for each of [`BOOT_ARCHES`], the
-/// layer and multi-arch fixtures, and `pkg/kernel` as `osbuild/kernel:6.1-debian`; returns
+/// layer and multi-arch fixtures, `pkg/kernel` as `osbuild/kernel:6.1-debian`, and
+/// `pkg/efi-stub` and `pkg/syslinux` as the default `boot.efi` and `boot.bios` images; returns
 /// their references by short name.
 pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference>> {
     let mut out = BTreeMap::new();
@@ -176,6 +179,22 @@ pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference
             pusher,
             &packages::package_dir("kernel"),
             "osbuild/kernel:6.1-debian",
+        )?,
+    );
+    out.insert(
+        "efi-stub",
+        push_package(
+            pusher,
+            &packages::package_dir("efi-stub"),
+            osbuild::build::DEFAULT_EFI_IMAGE,
+        )?,
+    );
+    out.insert(
+        "syslinux",
+        push_package(
+            pusher,
+            &packages::package_dir("syslinux"),
+            osbuild::build::DEFAULT_BIOS_IMAGE,
         )?,
     );
     let layers = trees::three_layers()?;
