@@ -15,7 +15,7 @@ mkdir -p out
 "$bin/osbuild" build --dir out examples/redis-os.yml
 state=out/redis-os-state
 rm -rf "$state"
-"$bin/osbuild" run qemu --mem 1024 --publish "$port:6379" --detached --state "$state" out/redis-os
+"$bin/osbuild" run qemu --format kernel+initrd --mem 1024 --publish "$port:6379" --detached --state "$state" out/redis-os
 trap 'kill "$(cat "$state/qemu.pid")" 2>/dev/null || true' EXIT
 echo "booting out/redis-os under QEMU; waiting for redis on 127.0.0.1:$port"
 for _ in $(seq 1 300); do

@@ -7,9 +7,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use support::{build_shared, repo, sh};
+use support::{boot_until_pong, build_shared, repo, sh};
 
 /// The ESP of a raw-efi image cut out into `dest`, from the partition table `sgdisk` reads.
 fn cut_esp(image: &Path, dest: &Path) {
@@ -80,72 +79,6 @@ fn check_raw_efi(image: &Path, boot_file: &str, scratch: &Path) {
             );
         }
     }
-}
-
-/// Boot `image` with `osbuild run qemu` (detached) and wait for PONG through a published port;
-/// returns the console log and the seconds it took. QEMU is stopped whatever happens.
-fn boot_until_pong(image: &Path, arch: &str, state: &Path) -> (String, f64) {
-    let port = portpicker();
-    let started = Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args([
-            "run",
-            "qemu",
-            "--accel",
-            "tcg",
-            "--mem",
-            "1024",
-            "--detached",
-        ])
-        .args([
-            "--arch",
-            arch,
-            "--publish",
-            &format!("{port}:6379"),
-            "--state",
-        ])
-        .arg(state)
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    struct Stop(PathBuf);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            if let Ok(pid) = std::fs::read_to_string(&self.0) {
-                let _ = Command::new("kill").arg(pid.trim()).status();
-            }
-        }
-    }
-    let _stop = Stop(state.join("qemu.pid"));
-    let log = state.join("console.log");
-    let deadline = started + Duration::from_secs(420);
-    loop {
-        let console = std::fs::read_to_string(&log).unwrap_or_default();
-        if console.contains("redis: started") {
-            let pong = Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "PING"])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&pong.stdout).trim() == "PONG" {
-                return (console, started.elapsed().as_secs_f64());
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{arch}: no PONG within 420 s; console:\n{console}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// A free TCP port on the loopback interface.
-fn portpicker() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn redis_os() -> PathBuf {

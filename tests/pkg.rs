@@ -68,6 +68,67 @@ fn a_spec_with_a_package_builds_on_an_empty_cache_and_boots() {
     assert!(dry.contains("@sha256:"), "{dry}");
 }
 
+/// The platforms `osbuild inspect` lists for `reference` in `cache` (which has `arch`).
+fn platforms(cache: &std::path::Path, reference: &str, arch: &str) -> String {
+    let text = ok(&osbuild_in(
+        cache,
+        &["inspect", "--offline", "--arch", arch, reference],
+    ));
+    text.lines()
+        .find_map(|l| l.strip_prefix("Platforms:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn arch_builds_a_package_for_that_architecture_only() {
+    let s = Scratch::new();
+    let dir = package(&s);
+    let tag = ok(&Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(["pkg", "show-tag", dir.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let tag = tag.trim();
+    let spec = s.spec("arch.yml", "init:\n  - \"@pkg:./pkg/hello\"\n");
+    let build = |arch: &str| {
+        ok(&osbuild_in(
+            &s.cache(),
+            &[
+                "build",
+                "-q",
+                "-f",
+                "tar",
+                "--arch",
+                arch,
+                "--dir",
+                s.out().to_str().unwrap(),
+                spec.to_str().unwrap(),
+            ],
+        ))
+    };
+    build("arm64");
+    assert_eq!(platforms(&s.cache(), tag, "arm64"), "linux/arm64");
+    // Another architecture later joins the same index, in build.yml's order.
+    build("amd64");
+    assert_eq!(
+        platforms(&s.cache(), tag, "amd64"),
+        "linux/amd64, linux/arm64"
+    );
+    build("s390x");
+    let grown = ok(&osbuild_in(
+        &s.cache(),
+        &["pkg", "build", dir.to_str().unwrap()],
+    ));
+    // The index grown one architecture at a time is the one `pkg build` makes at once.
+    let other = Scratch::new();
+    let whole = ok(&osbuild_in(
+        &other.cache(),
+        &["pkg", "build", dir.to_str().unwrap()],
+    ));
+    assert_eq!(grown, whole);
+}
+
 #[test]
 fn tags_follow_the_sources_and_builds_are_reproducible() {
     let s = Scratch::new();

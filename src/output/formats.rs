@@ -172,6 +172,37 @@ pub static FORMATS: &[FormatInfo] = &[
         stream: Some(super::rootfs_tar::stream),
     },
     FormatInfo {
+        name: "kernel+squashfs",
+        summary: "NAME-kernel, NAME-squashfs.img (the root, read-only), NAME-squashfs-initrd.img (init and modules to mount it) and NAME-squashfs-cmdline",
+        arches: ALL,
+        files: &[
+            OutputFile {
+                suffix: "-kernel",
+                role: Role::Kernel,
+            },
+            OutputFile {
+                suffix: "-squashfs-initrd.img",
+                role: Role::Initrd,
+            },
+            OutputFile {
+                suffix: "-squashfs-cmdline",
+                role: Role::Cmdline,
+            },
+            OutputFile {
+                suffix: "-squashfs.img",
+                role: Role::Squashfs,
+            },
+        ],
+        needs: Needs {
+            kernel: true,
+            efi_stub: false,
+            bios_loader: false,
+        },
+        boot: Boot::KernelRootDisk,
+        writer: super::kernel_squashfs::write,
+        stream: None,
+    },
+    FormatInfo {
         name: "raw-efi",
         summary: "NAME-efi.img: a GPT disk with an EFI system partition holding a unified kernel image",
         arches: EFI_ARCHES,
@@ -349,9 +380,15 @@ mod tests {
 
     #[test]
     fn suffixes_tell_formats_apart() {
+        // Only the kernel, the same bytes whichever format copies it, is shared.
         let mut all: Vec<&str> = FORMATS
             .iter()
-            .flat_map(|f| f.files.iter().map(|o| o.suffix))
+            .flat_map(|f| {
+                f.files
+                    .iter()
+                    .filter(|o| o.role != Role::Kernel)
+                    .map(|o| o.suffix)
+            })
             .collect();
         all.sort();
         let n = all.len();

@@ -6,6 +6,7 @@ mod efi_disk;
 pub mod formats;
 mod iso;
 mod kernel_initrd;
+mod kernel_squashfs;
 pub mod manifest;
 mod rootfs_tar;
 
@@ -146,22 +147,31 @@ impl Outputs {
         }
     }
 
-    /// Start the current format's file with `suffix`; returns the open (staged) file.
-    pub fn create(&mut self, suffix: &str) -> Result<File, OutputError> {
+    /// The role of the current format's file `suffix`.
+    fn role(&self, suffix: &str) -> Result<Role, OutputError> {
         let format = self
             .written
             .last()
             .map(|(f, _)| *f)
             .ok_or_else(|| OutputError::Usage("no format is being written".into()))?;
-        let role = format
+        format
             .files
             .iter()
             .find(|f| f.suffix == suffix)
             .map(|f| f.role)
-            .ok_or_else(|| {
-                OutputError::Usage(format!("the {format} format has no file {suffix}"))
-            })?;
+            .ok_or_else(|| OutputError::Usage(format!("the {format} format has no file {suffix}")))
+    }
+
+    /// Start the current format's file with `suffix`; returns the open (staged) file.
+    pub fn create(&mut self, suffix: &str) -> Result<File, OutputError> {
+        let role = self.role(suffix)?;
         let dest = self.dest(suffix);
+        if self.staged.temp_path(&dest).is_some() {
+            return Err(OutputError::Usage(format!(
+                "two formats of this build write {}: build them under different names",
+                dest.display()
+            )));
+        }
         let file = self.staged.create(&dest)?;
         if let Some((_, files)) = self.written.last_mut() {
             files.push((dest, role));
@@ -169,9 +179,17 @@ impl Outputs {
         Ok(file)
     }
 
-    /// Write the current format's file `suffix` from `content`.
+    /// Write the current format's file `suffix` from `content`. A file another format of this
+    /// build already wrote from the same content (the kernel) is listed again, not rewritten.
     pub fn copy(&mut self, suffix: &str, content: &Content) -> Result<(), OutputError> {
         let dest = self.dest(suffix);
+        if self.staged.temp_path(&dest).is_some() {
+            let role = self.role(suffix)?;
+            if let Some((_, files)) = self.written.last_mut() {
+                files.push((dest, role));
+            }
+            return Ok(());
+        }
         let mut file = BufWriter::new(self.create(suffix)?);
         let mut buf = vec![0u8; 1 << 20];
         crate::archive::copy_content(content, &mut file, &mut buf, &dest.display().to_string())?;

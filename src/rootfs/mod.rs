@@ -4,6 +4,7 @@
 pub mod assemble;
 pub mod fixups;
 pub mod from_spec;
+pub mod mount_points;
 pub mod oci_config;
 pub mod plan;
 pub mod runtime_json;

@@ -183,3 +183,69 @@ pub fn build_shared(arch: &str, name: &str, specs: &[&Path], out: &Path, args: &
     assert!(o.status.success(), "{arch}: build failed:\n{}", stderr(&o));
     out.join(name)
 }
+
+/// Boot `image` with `osbuild run qemu` (detached) and wait for PONG through a published port;
+/// returns the console log and the seconds it took. QEMU is stopped whatever happens.
+pub fn boot_until_pong(image: &Path, arch: &str, state: &Path) -> (String, f64) {
+    let port = portpicker();
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args([
+            "run",
+            "qemu",
+            "--accel",
+            "tcg",
+            "--mem",
+            "1024",
+            "--detached",
+        ])
+        .args([
+            "--arch",
+            arch,
+            "--publish",
+            &format!("{port}:6379"),
+            "--state",
+        ])
+        .arg(state)
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(&self.0) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+    let _stop = Stop(state.join("qemu.pid"));
+    let log = state.join("console.log");
+    let deadline = started + std::time::Duration::from_secs(420);
+    loop {
+        let console = std::fs::read_to_string(&log).unwrap_or_default();
+        if console.contains("redis: started") {
+            let pong = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "PING"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&pong.stdout).trim() == "PONG" {
+                return (console, started.elapsed().as_secs_f64());
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{arch}: no PONG within 420 s; console:\n{console}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// A free TCP port on the loopback interface.
+pub fn portpicker() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

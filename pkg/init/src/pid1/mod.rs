@@ -1,10 +1,12 @@
-//! PID 1: set the system up (root on a tmpfs, the system's filesystems, kernel modules, host
-//! name, loopback, limits), start the supervisor, and end the system when it returns. PID 1
-//! never exits: a fatal error powers off (or reboots, per `osbuild.onfatal=`).
+//! PID 1: set the system up (root on a tmpfs, or the `root=` device; the system's
+//! filesystems, kernel modules, host name, loopback, limits), start the supervisor, and end
+//! the system when it returns. PID 1 never exits: a fatal error powers off (or reboots, per
+//! `osbuild.onfatal=`).
 
 pub mod modules;
 pub mod power;
 pub mod rootfs;
+pub mod switch_root;
 pub mod system;
 
 use std::time::Instant;
@@ -57,6 +59,10 @@ pub fn main(exe: &str) -> ! {
 
 fn setup(exe: &str) -> Result<(), String> {
     if rootfs::is_initramfs() {
+        // `root=DEV`: the initramfs only finds the real root; its /init goes on from there.
+        if let Some(root) = switch_root::requested()? {
+            switch_root::switch(&root)?;
+        }
         let n = rootfs::move_to_tmpfs()?;
         log!("root moved to a tmpfs ({n} entries)");
     }

@@ -36,7 +36,7 @@ pub fn mount_all() -> Result<(), String> {
         if target != "/proc" && mounted.lines().any(|l| l.split(' ').nth(1) == Some(target)) {
             continue;
         }
-        std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
+        mount_point(target)?;
         let data = (!data.is_empty()).then_some(data);
         mount(Some(fstype), target, Some(fstype), flags, data)
             .map_err(|e| format!("mount {fstype} on {target}: {e}"))?;
@@ -75,11 +75,27 @@ pub fn mount_all() -> Result<(), String> {
     Ok(())
 }
 
+/// Make sure the directory `target` is there to mount on. A read-only root (a squashfs from
+/// `root=`) cannot get one: the image must hold it.
+fn mount_point(target: &str) -> Result<(), String> {
+    if Path::new(target).is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(target).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem {
+            format!("the read-only root has no {target} to mount on: the image must contain it")
+        } else {
+            format!("mkdir {target}: {e}")
+        }
+    })
+}
+
 /// Make `/` read-only (this mount only: container roots bound from it stay writable for their
 /// mount points).
 pub fn root_readonly() -> Result<(), String> {
     let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
-    // A bind remount needs / to be a mount of its own, which it is after the move to tmpfs.
+    // A bind remount needs / to be a mount of its own, which it is after the move to tmpfs
+    // (or of the root= device).
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
         .map_err(|e| format!("making / read-only: {e}"))
 }
