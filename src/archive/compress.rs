@@ -55,6 +55,8 @@ pub struct Compressor<W: Write + Send + 'static> {
     buf: Vec<u8>,
     tx: Option<SyncSender<Vec<u8>>>,
     worker: Option<JoinHandle<io::Result<W>>>,
+    /// Why the worker stopped early, once known: reported again by every later call.
+    stopped: Option<(io::ErrorKind, String)>,
 }
 
 impl<W: Write + Send + 'static> fmt::Debug for Compressor<W> {
@@ -104,10 +106,14 @@ impl<W: Write + Send + 'static> Compressor<W> {
             buf: Vec::with_capacity(CHUNK),
             tx: Some(tx),
             worker: Some(worker),
+            stopped: None,
         })
     }
 
     fn send(&mut self) -> io::Result<()> {
+        if let Some((kind, text)) = &self.stopped {
+            return Err(io::Error::new(*kind, text.clone()));
+        }
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -115,16 +121,25 @@ impl<W: Write + Send + 'static> Compressor<W> {
         let sent = self.tx.as_ref().map(|tx| tx.send(chunk));
         match sent {
             Some(Ok(())) => Ok(()),
-            // The worker stopped early: its error is reported by `finish`.
-            _ => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "compressor stopped",
-            )),
+            // The worker stopped early (its output failed, a full disk): report why.
+            _ => {
+                self.tx = None;
+                let why = match self.worker.take().map(JoinHandle::join) {
+                    Some(Ok(Err(cause))) => (cause.kind(), cause.to_string()),
+                    _ => (io::ErrorKind::BrokenPipe, "compressor stopped".to_string()),
+                };
+                let err = io::Error::new(why.0, why.1.clone());
+                self.stopped = Some(why);
+                Err(err)
+            }
         }
     }
 
     /// Flush what is left, wait for the worker, and return the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
+        if let Some((kind, text)) = self.stopped.take() {
+            return Err(io::Error::new(kind, text));
+        }
         let sent = self.send();
         self.tx = None;
         let worker = self
@@ -182,6 +197,39 @@ mod tests {
             c.write_all(piece).unwrap();
         }
         c.finish().unwrap()
+    }
+
+    /// A writer that is full after `room` bytes.
+    struct Full {
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from(io::ErrorKind::StorageFull));
+            }
+            let n = data.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_outputs_own_error_is_reported() {
+        for codec in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let mut c = Compressor::new(codec, Full { room: 16 }).unwrap();
+            let data = sample();
+            let err = data
+                .chunks(CHUNK / 3)
+                .try_for_each(|piece| c.write_all(piece))
+                .and_then(|()| c.finish().map(|_| ()))
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::StorageFull, "{codec}: {err}");
+        }
     }
 
     #[test]

@@ -203,6 +203,22 @@ pub fn finish(file: BufWriter<File>, what: &str) -> Result<File, OutputError> {
         .map_err(|e| OutputError::io(Path::new(what), e.into_error()))
 }
 
+/// A write that failed for want of space, said of the output directory rather than of the
+/// entry or scratch file being written when it happened.
+fn disk_full(e: OutputError, dir: &Path) -> OutputError {
+    let full = match &e {
+        OutputError::Archive(
+            ArchiveError::Write { source, .. } | ArchiveError::File { source, .. },
+        ) => source.kind() == io::ErrorKind::StorageFull,
+        _ => false,
+    };
+    if full {
+        OutputError::io(dir, io::Error::from(io::ErrorKind::StorageFull))
+    } else {
+        e
+    }
+}
+
 /// Write `formats` of `tree` as asked; returns the files written (nothing for standard
 /// output). Either every output, and the manifest `NAME.json`, appear or none does.
 pub fn write_outputs(
@@ -262,7 +278,7 @@ pub fn write_outputs(
             request,
             loaders,
         };
-        (format.writer)(&job, &mut out)?;
+        (format.writer)(&job, &mut out).map_err(|e| disk_full(e, &request.dir))?;
     }
     let Outputs {
         mut staged,

@@ -36,6 +36,8 @@ build redis-full-gzip tests/bench/redis-full.yml --compress gzip
 build redis-full-zstd tests/bench/redis-full.yml --compress zstd
 build services-raw-efi examples/services.yml -f raw-efi
 build redis-full-raw-efi tests/bench/redis-full.yml -f raw-efi
+build redis-full-iso-efi tests/bench/redis-full.yml -f iso-efi
+build redis-full-squashfs tests/bench/redis-full.yml -f kernel+squashfs
 # The floor: compress the uncompressed initrd's bytes alone, same codec, same compressor.
 for codec in gzip zstd; do
   printf '%-28s %8s\n' "floor-$codec" "$("$bin/osbuild-testenv" compress "$codec" "$work/out/redis-full-none-initrd.img")"
