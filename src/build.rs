@@ -24,8 +24,8 @@ pub const DEFAULT_MTIME: i64 = 1_492_533_000;
 
 /// The image with systemd's EFI stubs when the spec's `boot.efi` names none.
 pub const DEFAULT_EFI_IMAGE: &str = "osbuild/efi-stub:252";
-/// The image with syslinux's BIOS loaders when the spec's `boot.bios` names none.
-pub const DEFAULT_BIOS_IMAGE: &str = "osbuild/syslinux:6.04";
+/// The image with the BIOS loaders (isolinux, GRUB) when the spec's `boot.bios` names none.
+pub const DEFAULT_BIOS_IMAGE: &str = "osbuild/bios-loaders:1";
 
 /// Everything a build needs to know.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! The ISO formats on `examples/redis-os.yml` with the repository's packages (the kernel,
-//! `pkg/efi-stub` for the UEFI path, `pkg/syslinux` for the BIOS path): `iso-bios` read back
+//! `pkg/efi-stub` for the UEFI path, `pkg/bios-loaders` for the BIOS path): `iso-bios` read back
 //! with xorriso and osirrox (El Torito BIOS and UEFI entries, boot info table, the hybrid MBR's
 //! partitions, the kernel and initrd it carries), described by the manifest, byte-identical
 //! when built twice, and booted under QEMU (TCG) until redis answers PONG through a published
@@ -181,7 +181,7 @@ fn redis_ping(port: u16) -> String {
 #[test]
 fn iso_bios_and_iso_efi_of_redis_os_boot_to_pong() {
     let dir = tempfile::tempdir().unwrap();
-    // examples/redis-os.yml names pkg/efi-stub and pkg/syslinux in its `boot` section.
+    // examples/redis-os.yml names pkg/efi-stub and pkg/bios-loaders in its `boot` section.
     let example = repo().join("examples/redis-os.yml");
     let specs = [example.as_path()];
     let out1 = dir.path().join("out1");
@@ -261,7 +261,7 @@ fn iso_bios_and_iso_efi_of_redis_os_boot_to_pong() {
     assert_eq!(&p2[4..6], ["0x00", "0xef"], "{text_efi}");
 
     // The files: the build's kernel and initrd (microcode first), isolinux's configuration
-    // with the spec's command line, the loaders from pkg/syslinux.
+    // with the spec's command line, the loaders from pkg/bios-loaders.
     let x = dir.path().join("x");
     std::fs::create_dir_all(&x).unwrap();
     for path in [

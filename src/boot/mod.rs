@@ -2,6 +2,7 @@
 //! microcode (LinuxKit's `boot/` files), the initrd (a compressed newc cpio of everything
 //! else), and unified kernel images that put them into one EFI application.
 
+pub mod grub_pc;
 pub mod initrd;
 pub mod uki;
 

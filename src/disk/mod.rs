@@ -7,6 +7,7 @@ pub mod fat;
 pub mod gpt;
 pub mod ids;
 pub mod iso9660;
+pub mod mbr;
 pub mod slice;
 pub mod source;
 pub mod squashfs;

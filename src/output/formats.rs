@@ -220,6 +220,23 @@ pub static FORMATS: &[FormatInfo] = &[
         stream: None,
     },
     FormatInfo {
+        name: "raw-bios",
+        summary: "NAME-bios.img: an MBR disk with GRUB for BIOS and a FAT partition holding the kernel, initrd and command line",
+        arches: &[Arch::Amd64],
+        files: &[OutputFile {
+            suffix: "-bios.img",
+            role: Role::Disk,
+        }],
+        needs: Needs {
+            kernel: true,
+            efi_stub: false,
+            bios_loader: true,
+        },
+        boot: Boot::Disk(Firmware::Bios),
+        writer: super::bios_disk::write,
+        stream: None,
+    },
+    FormatInfo {
         name: "iso-efi",
         summary: "NAME-efi.iso: a hybrid ISO whose EFI boot image holds a unified kernel image (CD or disk)",
         arches: EFI_ARCHES,

@@ -2,6 +2,7 @@
 //! boot artifacts ([`crate::boot`]) and disk layouts ([`crate::disk`]) into files that appear
 //! whole or not at all, and the manifest ([`manifest`]) that says what a build wrote.
 
+mod bios_disk;
 mod efi_disk;
 pub mod formats;
 mod iso;

@@ -7,7 +7,7 @@
 //! | `osbuild/busybox-init:1` | busybox and an `/init` script that reports and powers off (amd64, arm64, s390x) |
 //! | `osbuild/kernel:6.1-debian` | `pkg/kernel`: Debian kernels for virtio guests (amd64, arm64, s390x) |
 //! | `osbuild/efi-stub:252` | `pkg/efi-stub`: systemd's EFI stubs (amd64, arm64), the default `boot.efi` image |
-//! | `osbuild/syslinux:6.04` | `pkg/syslinux`: isolinux (amd64), the default `boot.bios` image |
+//! | `osbuild/bios-loaders:1` | `pkg/bios-loaders`: isolinux (amd64), the default `boot.bios` image |
 //! | `osbuild/layers:1` | three layers exercising every layer rule |
 //! | `osbuild/multiarch:1` | an index with amd64 and arm64 images marking their arch |
 
@@ -148,7 +148,7 @@ pub fn push_package(pusher: &Pusher, dir: &Path, name: &str) -> Result<Reference
 
 /// Push every standard fixture: busybox, the busybox init for each of [`BOOT_ARCHES`], the
 /// layer and multi-arch fixtures, `pkg/kernel` as `osbuild/kernel:6.1-debian`, and
-/// `pkg/efi-stub` and `pkg/syslinux` as the default `boot.efi` and `boot.bios` images; returns
+/// `pkg/efi-stub` and `pkg/bios-loaders` as the default `boot.efi` and `boot.bios` images; returns
 /// their references by short name.
 pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference>> {
     let mut out = BTreeMap::new();
@@ -190,10 +190,10 @@ pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference
         )?,
     );
     out.insert(
-        "syslinux",
+        "bios-loaders",
         push_package(
             pusher,
-            &packages::package_dir("syslinux"),
+            &packages::package_dir("bios-loaders"),
             osbuild::build::DEFAULT_BIOS_IMAGE,
         )?,
     );

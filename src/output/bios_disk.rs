@@ -1,0 +1,248 @@
+//! `raw-bios`: an MBR disk for PC BIOS firmware. Partition 1 (active, from 1 MiB to the end)
+//! is a FAT volume holding `kernel`, `initrd.img` (microcode first) and `cmdline`; GRUB is
+//! the loader, installed by osbuild itself from Debian's `grub-pc-bin` files in the
+//! `boot.bios` image ([`crate::boot::grub_pc`]): `boot.img` as the MBR's code and `core.img`
+//! in the gap before the partition, with an embedded configuration that loads the kernel and
+//! initrd from the partition with the spec's command line and boots, no `grub.cfg` involved.
+//! The disk signature and volume serial are derived from the content.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::{Job, OutputError, Outputs};
+use crate::boot::grub_pc::{self, CoreSpec, GrubError};
+use crate::boot::{BootFiles, tree_file};
+use crate::disk::fat::{FatFile, FatOptions, min_size, write_fat};
+use crate::disk::ids::Seed;
+use crate::disk::mbr::{MbrPartition, fat_type, write_table};
+use crate::disk::slice::Slice;
+use crate::disk::source::Source;
+use crate::disk::{ALIGN, DiskError, SECTOR, round_up};
+
+/// The files on the partition.
+const KERNEL: &str = "kernel";
+const INITRD: &str = "initrd.img";
+const CMDLINE: &str = "cmdline";
+
+/// GRUB modules core.img embeds (their dependencies come from moddep.lst): reading the
+/// disk through the BIOS, the MBR table and FAT, loading Linux, booting, and a serial
+/// terminal so GRUB's messages reach serial consoles too.
+const MODULES: &[&str] = &[
+    "biosdisk",
+    "part_msdos",
+    "fat",
+    "linux",
+    "boot",
+    "serial",
+    "terminal",
+];
+
+/// `n` bytes as whole MiB, rounded up (`45M`).
+fn mib(n: u64) -> String {
+    format!("{}M", n.div_ceil(1 << 20))
+}
+
+fn layout_err(what: &str) -> impl Fn(DiskError) -> OutputError + '_ {
+    move |e| match e {
+        DiskError::TooSmall {
+            needed, available, ..
+        } => OutputError::Usage(format!(
+            "{what}: the disk is too small: its content needs {} but only {} is there",
+            mib(needed),
+            mib(available)
+        )),
+        other => OutputError::Layout {
+            what: what.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// A word of the command line quoted for GRUB's parser.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// The configuration embedded in core.img: serial and screen output, the partition as
+/// root, the kernel with the spec's command line, the initrd, boot.
+fn grub_config(boot: &BootFiles) -> String {
+    let args: Vec<String> = boot.cmdline_text().split_whitespace().map(quote).collect();
+    let mut cfg = String::from(
+        "serial --unit=0 --speed=115200\nterminal_output console serial\nset root=(hd0,msdos1)\n",
+    );
+    cfg.push_str(&format!("linux /{KERNEL}"));
+    for a in &args {
+        cfg.push(' ');
+        cfg.push_str(a);
+    }
+    cfg.push_str(&format!("\ninitrd /{INITRD}\nboot\n"));
+    cfg
+}
+
+/// A digest of `sources`' bytes, read in order.
+fn digest(sources: &[&dyn Source]) -> Result<Seed, OutputError> {
+    use sha2::{Digest, Sha256};
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let io = |e| OutputError::io(Path::new("a boot file"), e);
+    for s in sources {
+        let mut h = Sha256::new();
+        let mut r = s.open().map_err(io)?;
+        loop {
+            let n = r.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        parts.push(h.finalize().to_vec());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    Ok(Seed::of(&refs))
+}
+
+/// GRUB's i386-pc file `name` from the `boot.bios` image.
+fn grub_file(job: &Job<'_>, name: &str) -> Result<Vec<u8>, GrubError> {
+    let bios = job.loaders.bios.as_ref().ok_or_else(|| {
+        GrubError::Missing(format!(
+            "the {} format needs the boot.bios image",
+            job.format
+        ))
+    })?;
+    let path = format!("{}/{name}", grub_pc::DIR);
+    let content = tree_file(bios, &path).ok_or_else(|| {
+        GrubError::Missing(format!(
+            "the boot.bios image has no /{path} (GRUB for BIOS from grub-pc-bin); the {} format needs it",
+            job.format
+        ))
+    })?;
+    content
+        .read_to_vec()
+        .map_err(|e| GrubError::Missing(format!("reading /{path} of the boot.bios image: {e}")))
+}
+
+fn grub_err(e: GrubError) -> OutputError {
+    match e {
+        GrubError::Missing(m) => OutputError::Input(m),
+        other => OutputError::Input(format!("GRUB for BIOS (boot.bios image): {other}")),
+    }
+}
+
+/// `raw-bios`.
+pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError> {
+    let boot = job.boot_files()?;
+    let scratch = job.scratch()?;
+    let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch.path(), true)?;
+    let config = grub_config(&boot);
+    let core = grub_pc::core_image(
+        &mut |name| grub_file(job, name),
+        &CoreSpec {
+            modules: MODULES,
+            prefix: "(hd0,msdos1)/boot/grub",
+            config: &config,
+        },
+    )
+    .map_err(grub_err)?;
+    let boot_img = grub_file(job, "boot.img").map_err(grub_err)?;
+    // core.img lives in sectors 1 .. 2047, before the partition.
+    let gap = (ALIGN - SECTOR) as usize;
+    if core.bytes.len() > gap {
+        return Err(OutputError::Input(format!(
+            "GRUB's core image is {} bytes: more than the {gap} bytes before the partition",
+            core.bytes.len()
+        )));
+    }
+
+    let files = [
+        FatFile {
+            path: KERNEL,
+            source: &boot.kernel,
+        },
+        FatFile {
+            path: INITRD,
+            source: &initrd,
+        },
+        FatFile {
+            path: CMDLINE,
+            source: &boot.cmdline,
+        },
+    ];
+    let need = min_size(&files);
+    let needed = ALIGN + round_up(need + need / 20, ALIGN);
+    let size = match job.request.disk_size {
+        Some(size) if size < needed => {
+            return Err(OutputError::Usage(format!(
+                "--size {} is too small for raw-bios: the content needs at least {}",
+                mib(size),
+                mib(needed)
+            )));
+        }
+        Some(size) => round_up(size, ALIGN),
+        None => needed,
+    };
+    let sectors = u32::try_from((size - ALIGN) / SECTOR).map_err(|_| {
+        OutputError::Usage(format!(
+            "--size {} is too big for raw-bios: an MBR partition ends within 2T",
+            mib(size)
+        ))
+    })?;
+    let cmdline = config.clone().into_bytes();
+    let seed = digest(&[&core.bytes, &boot.kernel, &initrd, &cmdline])?;
+
+    let dest = Path::new("-bios.img");
+    let mut file = out.create("-bios.img")?;
+    file.set_len(size).map_err(|e| OutputError::io(dest, e))?;
+    let first_lba = (ALIGN / SECTOR) as u32;
+    let written = write_fat(
+        Slice::new(&mut file, ALIGN, size - ALIGN),
+        &files,
+        &FatOptions {
+            volume_id: seed.serial("fat-volume-id"),
+            label: "OSBUILD".into(),
+            mtime: job.request.mtime,
+            hidden_sectors: first_lba,
+        },
+    )
+    .map_err(layout_err("the FAT partition"))?;
+
+    let mut mbr = [0u8; 512];
+    write_table(
+        &mut mbr,
+        seed.serial("mbr-disk-signature"),
+        &[MbrPartition {
+            active: true,
+            kind: fat_type(written.geometry.kind),
+            first_lba,
+            sectors,
+        }],
+    );
+    let core = grub_pc::install(&boot_img, &core.bytes, 1, &mut mbr).map_err(grub_err)?;
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(&mbr))
+        .and_then(|_| file.write_all(&core))
+        .and_then(|_| file.flush())
+        .map_err(|e| OutputError::io(dest, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Content;
+
+    #[test]
+    fn config_quotes_the_command_line() {
+        let boot = BootFiles {
+            kernel: Content::inline(Vec::new()),
+            cmdline: Content::inline(b"console=ttyS0  quiet x='a b'\n".to_vec()),
+            ucode: None,
+        };
+        let cfg = grub_config(&boot);
+        assert!(
+            cfg.contains("\nlinux /kernel 'console=ttyS0' 'quiet' 'x='\\''a' 'b'\\'''\n"),
+            "{cfg}"
+        );
+        assert!(cfg.ends_with("initrd /initrd.img\nboot\n"), "{cfg}");
+        assert!(cfg.contains("set root=(hd0,msdos1)\n"), "{cfg}");
+    }
+}
