@@ -95,45 +95,18 @@ fn raw_efi_amd64_is_valid_reproducible_and_boots_through_ovmf() {
     let image = PathBuf::from(format!("{}-efi.img", base.display()));
     check_raw_efi(&image, "BOOTX64.EFI", dir.path());
 
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("redis-os.json")).unwrap()).unwrap();
-    let entry = &manifest["outputs"][0];
+    let entry = support::manifest_entry(&out, "redis-os", &image);
     assert_eq!(entry["format"], "raw-efi");
     assert_eq!(entry["arch"], "amd64");
     assert_eq!(entry["boot"]["method"], "disk");
     assert_eq!(entry["boot"]["firmware"], "uefi");
     assert_eq!(entry["files"][0]["path"], "redis-os-efi.img");
-    assert_eq!(entry["files"][0]["sha256"], support::sha256(&image));
-
-    // The same inputs through another cache (a copy of the run's) give the same bytes.
-    let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().unwrap();
-    let other = dir.path().join("other-cache");
-    sh(Command::new("cp").arg("-a").arg(&cache).arg(&other));
-    drop(_lock);
-    let again = dir.path().join("again");
-    std::fs::create_dir(&again).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args([
-            "build",
-            "-q",
-            "-f",
-            "raw-efi",
-            "--arch",
-            "amd64",
-            "--offline",
-            "--dir",
-        ])
-        .arg(&again)
-        .arg(&spec)
-        .arg("--cache")
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        support::sha256(&again.join("redis-os-efi.img")),
-        support::sha256(&image),
-        "two builds differ"
+    support::assert_same_bytes_through_another_cache(
+        dir.path(),
+        &spec,
+        "raw-efi",
+        "redis-os-efi.img",
+        &image,
     );
 
     let (console, secs) = boot_until_pong(&image, "amd64", &dir.path().join("state"));
@@ -179,36 +152,5 @@ fn size_sets_the_disk_and_too_small_is_refused_with_what_it_needs() {
     assert_eq!(std::fs::metadata(&image).unwrap().len(), 300 << 20);
     check_raw_efi(&image, "BOOTX64.EFI", dir.path());
 
-    let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-        .args([
-            "build",
-            "-q",
-            "-f",
-            "raw-efi",
-            "--size",
-            "8M",
-            "--offline",
-            "--dir",
-        ])
-        .arg(&small)
-        .arg(&spec)
-        .arg("--cache")
-        .arg(&cache)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.starts_with("error: --size 8M is too small for raw-efi: the content needs at least "),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert_eq!(
-        std::fs::read_dir(&small).unwrap().count(),
-        0,
-        "nothing left behind"
-    );
+    support::assert_too_small_is_refused(dir.path(), &spec, "raw-efi");
 }

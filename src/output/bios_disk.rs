@@ -6,18 +6,17 @@
 //! initrd from the partition with the spec's command line and boots, no `grub.cfg` involved.
 //! The disk signature and volume serial are derived from the content.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
+use super::disk_image::{digest, disk_size, layout_err, mib};
 use super::{Job, OutputError, Outputs};
 use crate::boot::grub_pc::{self, CoreSpec, GrubError};
 use crate::boot::{BootFiles, tree_file};
 use crate::disk::fat::{FatFile, FatOptions, min_size, write_fat};
-use crate::disk::ids::Seed;
 use crate::disk::mbr::{MbrPartition, fat_type, write_table};
 use crate::disk::slice::Slice;
-use crate::disk::source::Source;
-use crate::disk::{ALIGN, DiskError, SECTOR, round_up};
+use crate::disk::{ALIGN, SECTOR, round_up};
 
 /// The files on the partition.
 const KERNEL: &str = "kernel";
@@ -36,27 +35,6 @@ const MODULES: &[&str] = &[
     "serial",
     "terminal",
 ];
-
-/// `n` bytes as whole MiB, rounded up (`45M`).
-fn mib(n: u64) -> String {
-    format!("{}M", n.div_ceil(1 << 20))
-}
-
-fn layout_err(what: &str) -> impl Fn(DiskError) -> OutputError + '_ {
-    move |e| match e {
-        DiskError::TooSmall {
-            needed, available, ..
-        } => OutputError::Usage(format!(
-            "{what}: the disk is too small: its content needs {} but only {} is there",
-            mib(needed),
-            mib(available)
-        )),
-        other => OutputError::Layout {
-            what: what.to_string(),
-            reason: other.to_string(),
-        },
-    }
-}
 
 /// A word of the command line quoted for GRUB's parser.
 fn quote(word: &str) -> String {
@@ -77,28 +55,6 @@ fn grub_config(boot: &BootFiles) -> String {
     }
     cfg.push_str(&format!("\ninitrd /{INITRD}\nboot\n"));
     cfg
-}
-
-/// A digest of `sources`' bytes, read in order.
-fn digest(sources: &[&dyn Source]) -> Result<Seed, OutputError> {
-    use sha2::{Digest, Sha256};
-    let mut parts: Vec<Vec<u8>> = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let io = |e| OutputError::io(Path::new("a boot file"), e);
-    for s in sources {
-        let mut h = Sha256::new();
-        let mut r = s.open().map_err(io)?;
-        loop {
-            let n = r.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        parts.push(h.finalize().to_vec());
-    }
-    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-    Ok(Seed::of(&refs))
 }
 
 /// GRUB's i386-pc file `name` from the `boot.bios` image.
@@ -168,18 +124,7 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
         },
     ];
     let need = min_size(&files);
-    let needed = ALIGN + round_up(need + need / 20, ALIGN);
-    let size = match job.request.disk_size {
-        Some(size) if size < needed => {
-            return Err(OutputError::Usage(format!(
-                "--size {} is too small for raw-bios: the content needs at least {}",
-                mib(size),
-                mib(needed)
-            )));
-        }
-        Some(size) => round_up(size, ALIGN),
-        None => needed,
-    };
+    let size = disk_size(job, ALIGN + round_up(need + need / 20, ALIGN))?;
     let sectors = u32::try_from((size - ALIGN) / SECTOR).map_err(|_| {
         OutputError::Usage(format!(
             "--size {} is too big for raw-bios: an MBR partition ends within 2T",

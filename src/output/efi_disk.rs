@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read};
 use std::path::Path;
 
+use super::disk_image::{digest, disk_size, layout_err, mib};
 use super::{Job, OutputError, Outputs, finish};
 use crate::boot::uki::{PeMachine, UkiSection, check_kernel, plan};
 use crate::boot::{BootFiles, efi_boot_path, efi_stub_path, tree_file};
@@ -14,7 +15,6 @@ use crate::disk::fat::{FatFile, FatOptions, min_size, write_fat};
 use crate::disk::gpt::{ESP_TYPE, OVERHEAD, Partition, usable, write_gpt};
 use crate::disk::ids::Seed;
 use crate::disk::slice::Slice;
-use crate::disk::source::Source;
 use crate::disk::{ALIGN, DiskError, round_up};
 use crate::image::Arch;
 use crate::tree::{BlobFile, Content};
@@ -26,27 +26,6 @@ fn machine(arch: Arch) -> Result<PeMachine, OutputError> {
         Arch::Arm64 => Ok(PeMachine::Aa64),
         Arch::S390x => Err(OutputError::Usage("s390x has no UEFI".into())),
     }
-}
-
-fn layout_err(what: &str) -> impl Fn(DiskError) -> OutputError + '_ {
-    move |e| match e {
-        DiskError::TooSmall {
-            needed, available, ..
-        } => OutputError::Usage(format!(
-            "{what}: the disk is too small: its content needs {} but only {} is there",
-            mib(needed),
-            mib(available)
-        )),
-        other => OutputError::Layout {
-            what: what.to_string(),
-            reason: other.to_string(),
-        },
-    }
-}
-
-/// `n` bytes as whole MiB, rounded up (`45M`).
-fn mib(n: u64) -> String {
-    format!("{}M", n.div_ceil(1 << 20))
 }
 
 /// A UKI assembled into a scratch file, ready to be copied onto a volume.
@@ -72,31 +51,6 @@ fn head(content: &Content, n: u64) -> Result<Vec<u8>, OutputError> {
         .and_then(|r| r.take(n).read_to_end(&mut out))
         .map_err(|e| OutputError::io(Path::new("the kernel"), e))?;
     Ok(out)
-}
-
-/// A digest of `sources`' bytes, read in order.
-fn digest(sources: &[&dyn Source]) -> Result<Seed, OutputError> {
-    use sha2::{Digest, Sha256};
-    let mut parts: Vec<Vec<u8>> = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for s in sources {
-        let mut h = Sha256::new();
-        let mut r = s
-            .open()
-            .map_err(|e| OutputError::io(Path::new("a boot file"), e))?;
-        loop {
-            let n = r
-                .read(&mut buf)
-                .map_err(|e| OutputError::io(Path::new("a boot file"), e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        parts.push(h.finalize().to_vec());
-    }
-    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-    Ok(Seed::of(&refs))
 }
 
 /// Assemble the UKI of `job` into `scratch`: systemd's stub from the `boot.efi` image with
@@ -215,18 +169,7 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
     let arch = job.request.arch;
     let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch.path(), true)?;
     let uki = assemble_uki(job, &boot, &initrd, scratch.path())?;
-    let needed = esp_size(&uki, arch) + OVERHEAD;
-    let size = match job.request.disk_size {
-        Some(size) if size < needed => {
-            return Err(OutputError::Usage(format!(
-                "--size {} is too small for raw-efi: the content needs at least {}",
-                mib(size),
-                mib(needed)
-            )));
-        }
-        Some(size) => round_up(size, ALIGN),
-        None => needed,
-    };
+    let size = disk_size(job, esp_size(&uki, arch) + OVERHEAD)?;
     let (first, last) = usable(size).ok_or_else(|| {
         OutputError::Usage(format!(
             "--size {} leaves no room for a partition",

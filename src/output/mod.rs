@@ -3,6 +3,7 @@
 //! whole or not at all, and the manifest ([`manifest`]) that says what a build wrote.
 
 mod bios_disk;
+mod disk_image;
 mod efi_disk;
 pub mod formats;
 mod iso;

@@ -249,3 +249,75 @@ pub fn portpicker() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `osbuild build -q --offline --arch amd64 -f FORMAT ARGS... SPEC --cache CACHE --dir OUT`.
+pub fn build_offline(cache: &Path, out: &Path, spec: &Path, format: &str, args: &[&str]) -> Output {
+    std::fs::create_dir_all(out).expect("out dir");
+    Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .args(["build", "-q", "--offline", "--arch", "amd64", "-f", format])
+        .args(args)
+        .arg("--dir")
+        .arg(out)
+        .arg(spec)
+        .arg("--cache")
+        .arg(cache)
+        .output()
+        .expect("run osbuild")
+}
+
+/// Build `spec` as `format` again through a copy of the run's package cache (another cache,
+/// the same inputs) and assert that `file` (a name in the output directory) comes out with
+/// the same bytes as `first`.
+pub fn assert_same_bytes_through_another_cache(
+    scratch: &Path,
+    spec: &Path,
+    format: &str,
+    file: &str,
+    first: &Path,
+) {
+    let (cache, lock) = osbuild_testenv::packages::locked_cache_dir().expect("package cache");
+    let other = scratch.join("other-cache");
+    sh(Command::new("cp").arg("-a").arg(&cache).arg(&other));
+    drop(lock);
+    let again = scratch.join("again");
+    let o = build_offline(&other, &again, spec, format, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        sha256(&again.join(file)),
+        sha256(first),
+        "two builds of {file} differ"
+    );
+}
+
+/// Assert that `--size 8M` is refused for `format` with one line saying what the content
+/// needs, exit code 2, and nothing left in the output directory.
+pub fn assert_too_small_is_refused(scratch: &Path, spec: &Path, format: &str) {
+    let (cache, _lock) = osbuild_testenv::packages::locked_cache_dir().expect("package cache");
+    let small = scratch.join("small");
+    let o = build_offline(&cache, &small, spec, format, &["--size", "8M"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: --size 8M is too small for {format}: the content needs at least "
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        std::fs::read_dir(&small).expect("dir").count(),
+        0,
+        "nothing left behind"
+    );
+}
+
+/// The manifest entry of the only format a build named `name` wrote into `out`, after
+/// checking its file's hash against `image`.
+pub fn manifest_entry(out: &Path, name: &str, image: &Path) -> serde_json::Value {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).expect("manifest"))
+            .expect("manifest JSON");
+    let entry = manifest["outputs"][0].clone();
+    assert_eq!(entry["files"][0]["sha256"], sha256(image));
+    entry
+}

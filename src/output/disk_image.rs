@@ -1,0 +1,70 @@
+//! What the disk formats share: the `--size` rule, identifiers derived from a digest of the
+//! content, and layout errors said in one line.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::{Job, OutputError};
+use crate::disk::ids::Seed;
+use crate::disk::source::Source;
+use crate::disk::{ALIGN, DiskError, round_up};
+
+/// `n` bytes as whole MiB, rounded up (`45M`).
+pub(super) fn mib(n: u64) -> String {
+    format!("{}M", n.div_ceil(1 << 20))
+}
+
+/// A disk layout error as one line: a disk too small says what its content needs.
+pub(super) fn layout_err(what: &str) -> impl Fn(DiskError) -> OutputError + '_ {
+    move |e| match e {
+        DiskError::TooSmall {
+            needed, available, ..
+        } => OutputError::Usage(format!(
+            "{what}: the disk is too small: its content needs {} but only {} is there",
+            mib(needed),
+            mib(available)
+        )),
+        other => OutputError::Layout {
+            what: what.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The size of `job`'s disk when its content needs `needed` bytes: `--size` (in whole MiB)
+/// when it is at least that, else the content plus its margin; a `--size` too small is
+/// refused naming what is needed.
+pub(super) fn disk_size(job: &Job<'_>, needed: u64) -> Result<u64, OutputError> {
+    match job.request.disk_size {
+        Some(size) if size < needed => Err(OutputError::Usage(format!(
+            "--size {} is too small for {}: the content needs at least {}",
+            mib(size),
+            job.format,
+            mib(needed)
+        ))),
+        Some(size) => Ok(round_up(size, ALIGN)),
+        None => Ok(needed),
+    }
+}
+
+/// A digest of `sources`' bytes, read in order, that a disk's identifiers come from.
+pub(super) fn digest(sources: &[&dyn Source]) -> Result<Seed, OutputError> {
+    use sha2::{Digest, Sha256};
+    let io = |e| OutputError::io(Path::new("a boot file"), e);
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for s in sources {
+        let mut h = Sha256::new();
+        let mut r = s.open().map_err(io)?;
+        loop {
+            let n = r.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        parts.push(h.finalize().to_vec());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    Ok(Seed::of(&refs))
+}
