@@ -14,7 +14,7 @@ use super::{Job, OutputError, Outputs};
 use crate::boot::grub_pc::{self, CoreSpec, GrubError};
 use crate::boot::{BootFiles, tree_file};
 use crate::disk::fat::{FatFile, FatOptions, min_size, write_fat};
-use crate::disk::mbr::{MbrPartition, fat_type, write_table};
+use crate::disk::mbr::{DISK, MbrPartition, fat_type, write_table};
 use crate::disk::slice::Slice;
 use crate::disk::{ALIGN, SECTOR, round_up};
 
@@ -160,6 +160,7 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
             first_lba,
             sectors,
         }],
+        DISK,
     );
     let core = grub_pc::install(&boot_img, &core.bytes, 1, &mut mbr).map_err(grub_err)?;
     file.seek(SeekFrom::Start(0))

@@ -2,6 +2,8 @@
 //! `isohdpfx.bin` code patched with the boot file's address, a disk signature, partition 1
 //! active over the whole image and optionally an 0xEF partition over the EFI image.
 
+use crate::disk::mbr::{Geometry, MbrPartition, write_table};
+
 /// Disk geometry of the partition entries' CHS fields (as isohybrid's defaults).
 const HEADS: u64 = 64;
 const SECTORS: u64 = 32;
@@ -25,27 +27,20 @@ pub(crate) struct Mbr<'a> {
     pub signature: u32,
 }
 
-/// CHS bytes of a 512-byte sector address; beyond cylinder 1023 the conventional maximum.
-fn chs(lba: u64) -> [u8; 3] {
-    let c = lba / (HEADS * SECTORS);
-    if c > 1023 {
-        return [0xFE, 0xFF, 0xFF];
-    }
-    let h = (lba / SECTORS) % HEADS;
-    let s = lba % SECTORS + 1;
-    [h as u8, (s as u8) | ((c >> 2) as u8 & 0xC0), c as u8]
-}
+/// The geometry of the entries' CHS fields.
+const GEOMETRY: Geometry = Geometry {
+    heads: HEADS,
+    sectors: SECTORS,
+};
 
-fn partition(active: bool, kind: u8, start: u64, count: u64) -> [u8; 16] {
-    let mut p = [0u8; 16];
-    let count = count.min(u64::from(u32::MAX));
-    p[0] = if active { 0x80 } else { 0 };
-    p[1..4].copy_from_slice(&chs(start));
-    p[4] = kind;
-    p[5..8].copy_from_slice(&chs(start + count.max(1) - 1));
-    p[8..12].copy_from_slice(&(start as u32).to_le_bytes());
-    p[12..16].copy_from_slice(&(count as u32).to_le_bytes());
-    p
+/// A partition from `start` over `count` 512-byte sectors.
+fn partition(active: bool, kind: u8, start: u64, count: u64) -> MbrPartition {
+    MbrPartition {
+        active,
+        kind,
+        first_lba: u32::try_from(start).unwrap_or(u32::MAX),
+        sectors: u32::try_from(count).unwrap_or(u32::MAX),
+    }
 }
 
 /// The 512-byte MBR. Partition 1 is active and starts at 0, as isohybrid writes it: type 0x17
@@ -61,28 +56,31 @@ pub(crate) fn mbr(m: &Mbr<'_>) -> [u8; 512] {
         // The code reads isolinux.bin from this 512-byte sector address.
         b[432..436].copy_from_slice(&(lba.saturating_mul(4)).to_le_bytes());
     }
-    b[440..444].copy_from_slice(&m.signature.to_le_bytes());
     let kind = if m.efi.is_some() { 0x00 } else { 0x17 };
-    b[446..462].copy_from_slice(&partition(true, kind, 0, m.total_bytes / 512));
+    let mut parts = vec![partition(true, kind, 0, m.total_bytes / 512)];
     if let Some((lba, len)) = m.efi {
-        let entry = partition(false, 0xEF, u64::from(lba) * 4, len.div_ceil(512));
-        b[462..478].copy_from_slice(&entry);
+        parts.push(partition(
+            false,
+            0xEF,
+            u64::from(lba) * 4,
+            len.div_ceil(512),
+        ));
     }
-    b[510] = 0x55;
-    b[511] = 0xAA;
+    write_table(&mut b, m.signature, &parts, GEOMETRY);
     b
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::mbr::chs;
 
     #[test]
     fn chs_fields() {
-        assert_eq!(chs(0), [0, 1, 0]);
-        assert_eq!(chs(2047), [63, 32, 0]);
-        assert_eq!(chs(2048 * 300 - 1), [63, 32 | 0x40, 43]);
-        assert_eq!(chs(2048 * 2000), [0xFE, 0xFF, 0xFF]);
+        assert_eq!(chs(0, GEOMETRY), [0, 1, 0]);
+        assert_eq!(chs(2047, GEOMETRY), [63, 32, 0]);
+        assert_eq!(chs(2048 * 300 - 1, GEOMETRY), [63, 32 | 0x40, 43]);
+        assert_eq!(chs(2048 * 2000, GEOMETRY), [0xFE, 0xFF, 0xFF]);
     }
 
     #[test]
