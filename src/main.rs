@@ -225,6 +225,21 @@ fn cache_command(cmd: &CacheCommand) -> Result<ExitCode> {
 fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
     use osbuild::output::{Boot, Role};
     use osbuild::run::qemu::{BootTarget, MetadataDisk, QemuConfig, start};
+    // The options first: a mistake in them is reported before any file is looked for.
+    let disks = args
+        .disk
+        .iter()
+        .map(|d| d.parse().map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let publish = args
+        .publish
+        .iter()
+        .map(|p| p.parse().map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let accel = args
+        .accel
+        .parse()
+        .map_err(|e: String| anyhow!("--accel: {e}"))?;
     let contents = match (&args.data, &args.data_file) {
         (Some(text), _) => Some(text.clone().into_bytes()),
         (None, Some(path)) => {
@@ -321,21 +336,10 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
         cpus: args.cpus,
         boot,
         state: state.clone(),
-        disks: args
-            .disk
-            .iter()
-            .map(|d| d.parse().map_err(anyhow::Error::msg))
-            .collect::<Result<_>>()?,
-        publish: args
-            .publish
-            .iter()
-            .map(|p| p.parse().map_err(anyhow::Error::msg))
-            .collect::<Result<_>>()?,
+        disks,
+        publish,
         uefi: args.uefi,
-        accel: args
-            .accel
-            .parse()
-            .map_err(|e: String| anyhow!("--accel: {e}"))?,
+        accel,
         network: !args.no_network,
         console_log: console_log.clone(),
         pidfile: pidfile.clone(),
