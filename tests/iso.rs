@@ -4,7 +4,7 @@
 //! partitions, the kernel and initrd it carries), described by the manifest, byte-identical
 //! when built twice, and booted under QEMU (TCG) until redis answers PONG through a published
 //! port: `iso-bios` as a CD-ROM through SeaBIOS and isolinux, `iso-efi` as a CD-ROM through
-//! OVMF and the unified kernel image.
+//! OVMF on x86_64 and AAVMF on arm64, and the unified kernel image.
 
 mod support;
 
@@ -412,4 +412,22 @@ fn a_bios_image_without_isolinux_is_named() {
         0,
         "something was written"
     );
+}
+
+#[test]
+fn iso_efi_boots_on_arm64_through_aavmf() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let spec = repo().join("examples/redis-os.yml");
+    let prefix = support::build_shared("arm64", "redis-os", &[&spec], &out, &["-f", "iso-efi"]);
+    let iso = PathBuf::from(format!("{}-efi.iso", prefix.display()));
+    let report = xorriso_report(&iso);
+    line_with(&report, "El Torito boot img : 1 UEFI");
+    let (console, secs) = support::boot_until_pong(&iso, "arm64", &dir.path().join("state"));
+    assert!(
+        console.contains("init: osbuild init 0.1.0 on aarch64"),
+        "{console}"
+    );
+    eprintln!("iso-efi arm64 (AAVMF, CD-ROM): PONG after {secs:.0} s");
 }
