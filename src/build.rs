@@ -303,7 +303,7 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         .map(|u| Wanted {
             value: u.value.value.clone(),
             key: u.key.clone(),
-            written: Some((file_index(&loaded, &u.origin.file), u.value)),
+            written: Some((u.file, u.value)),
         })
         .collect();
     wanted.extend(efi.iter().chain(bios.iter()).map(|w| Wanted {
@@ -411,15 +411,6 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         started.elapsed().as_secs_f64()
     ));
     Ok(report)
-}
-
-/// The index of the spec file `path` among the loaded files.
-fn file_index(loaded: &LoadedSpec, path: &Path) -> usize {
-    loaded
-        .files
-        .iter()
-        .position(|f| f == path)
-        .unwrap_or_default()
 }
 
 /// The first spec file's name without its extension.

@@ -44,6 +44,14 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// The `sha256:` digest and length of everything `reader` yields.
+pub fn hash_reader(mut reader: impl Read) -> io::Result<(String, u64)> {
+    let mut hasher = HashingWriter::new(io::sink());
+    io::copy(&mut reader, &mut hasher)?;
+    let (_, digest, len) = hasher.finish();
+    Ok((digest, len))
+}
+
 /// A writer that hashes what it writes.
 #[derive(Debug)]
 pub struct HashingWriter<W> {
@@ -409,18 +417,8 @@ impl Cache {
 
     /// Hash a file as a stream.
     pub fn hash_file(path: &Path) -> Result<(String, u64), ImageError> {
-        let mut file = File::open(path).map_err(io_err(path))?;
-        let mut hasher = HashingWriter::new(io::sink());
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf).map_err(io_err(path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.write_all(&buf[..n]).map_err(io_err(path))?;
-        }
-        let (_, digest, len) = hasher.finish();
-        Ok((digest, len))
+        let file = File::open(path).map_err(io_err(path))?;
+        hash_reader(file).map_err(io_err(path))
     }
 }
 

@@ -1,7 +1,6 @@
 //! What the disk formats share: the `--size` rule, identifiers derived from a digest of the
 //! content, and layout errors said in one line.
 
-use std::io::Read;
 use std::path::Path;
 
 use super::{Job, OutputError};
@@ -49,21 +48,14 @@ pub(super) fn disk_size(job: &Job<'_>, needed: u64) -> Result<u64, OutputError> 
 
 /// A digest of `sources`' bytes, read in order, that a disk's identifiers come from.
 pub(super) fn digest(sources: &[&dyn Source]) -> Result<Seed, OutputError> {
-    use sha2::{Digest, Sha256};
     let io = |e| OutputError::io(Path::new("a boot file"), e);
     let mut parts: Vec<Vec<u8>> = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
     for s in sources {
-        let mut h = Sha256::new();
-        let mut r = s.open().map_err(io)?;
-        loop {
-            let n = r.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        parts.push(h.finalize().to_vec());
+        let (digest, _) = crate::image::cache::hash_reader(s.open().map_err(io)?).map_err(io)?;
+        // The seed is made of the raw 32-byte hashes.
+        let raw = hex::decode(digest.trim_start_matches("sha256:"))
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        parts.push(raw);
     }
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
     Ok(Seed::of(&refs))

@@ -3,11 +3,9 @@
 //! file names. A later build of the same name replaces the entries of the formats it wrote and
 //! keeps the others whose files are still there.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::OutputError;
 use super::formats::{Boot, Format, Role};
@@ -54,19 +52,8 @@ pub struct ManifestFile {
 
 /// The sha256 (hex) and length of the file at `path`.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), total))
+    let (digest, len) = crate::image::cache::hash_reader(std::fs::File::open(path)?)?;
+    Ok((digest.trim_start_matches("sha256:").to_string(), len))
 }
 
 impl Manifest {

@@ -29,6 +29,8 @@ impl ImageRef {
 pub struct ImageUse<'a> {
     /// Where it was written.
     pub origin: Origin,
+    /// The spec file it was written in (index into [`LoadedSpec::files`]).
+    pub file: usize,
     /// Its key path (`kernel.image`, `init[0]`, `services[2].image`, `volumes[0].image`).
     pub key: String,
     /// The value as written (with its location).
@@ -71,6 +73,7 @@ impl LoadedSpec {
             .into_iter()
             .map(|(file, key, value)| ImageUse {
                 origin: Origin::of(self.file(file), value),
+                file,
                 key,
                 value,
                 reference: ImageRef::parse(&value.value, &self.base_dir(file)),
