@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Runs `$2 serve $3` until process `$1` exits or the shell gets SIGTERM.
+/// Runs `$2 serve $3` until process `$1` exits or the shell gets SIGTERM. When process `$1` is
+/// gone (a registry held in a static is never dropped), it also removes the registry's
+/// directory `$4`, which the dropped `TempDir` would otherwise have removed.
 const WATCHDOG: &str = r#"
 "$2" serve "$3" &
 R=$!
@@ -17,6 +19,7 @@ trap 'kill $R 2>/dev/null; wait $R; exit 0' TERM INT
 while kill -0 "$1" 2>/dev/null && kill -0 $R 2>/dev/null; do sleep 0.2; done
 kill $R 2>/dev/null
 wait $R
+kill -0 "$1" 2>/dev/null || rm -rf "$4"
 "#;
 
 /// A running registry.
@@ -78,6 +81,7 @@ impl Registry {
                 .arg(std::process::id().to_string())
                 .arg(binary)
                 .arg(&config_path)
+                .arg(dir.path())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
