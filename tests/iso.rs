@@ -284,7 +284,7 @@ fn iso_bios_and_iso_efi_of_redis_os_boot_to_pong() {
     let cfg = std::fs::read_to_string(x.join("isolinux.cfg")).unwrap();
     assert_eq!(
         cfg,
-        "PROMPT 0\nTIMEOUT 0\nDEFAULT osbuild\n\nLABEL osbuild\n  KERNEL /boot/kernel\n  INITRD /boot/initrd.img\n  APPEND console=ttyS0 console=ttyAMA0 console=ttysclp0\n"
+        "PROMPT 0\nTIMEOUT 0\nDEFAULT osbuild\n\nLABEL osbuild\n  KERNEL /boot/kernel\n  INITRD /boot/initrd.img\n  APPEND console=ttyS0 console=ttyAMA0 console=ttysclp0 panic=1\n"
     );
     assert_eq!(
         &std::fs::read(x.join("ldlinux.c32")).unwrap()[..4],

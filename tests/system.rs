@@ -8,12 +8,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::guest::{Guest, redis_cli, wait_for_pong};
 use support::{Scratch, env, repo};
 
 /// Extra containers merged into redis-os.yml for the x86_64 boot. The probe prints what the
@@ -135,126 +133,6 @@ files:
 /// the packages (`@pkg:`) are built once.
 fn build(arch: &str, name: &str, specs: &[&Path], out: &Path) -> PathBuf {
     support::build_shared(arch, name, specs, out, &[])
-}
-
-/// A guest under `osbuild run qemu` in the foreground: the console (and QEMU's monitor,
-/// behind Ctrl-A c) on pipes.
-struct Guest {
-    arch: String,
-    qemu: Child,
-    stdin: ChildStdin,
-    console: Arc<Mutex<String>>,
-}
-
-impl Guest {
-    fn boot(arch: &str, image: &Path, port: u16) -> Guest {
-        let publish = format!("{port}:6379");
-        let mut qemu = Command::new(env!("CARGO_BIN_EXE_osbuild"))
-            .args([
-                "run", "qemu", "--arch", arch, "--accel", "tcg", "--mem", "1024",
-            ])
-            .args(["--publish", &publish])
-            .arg(image)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let console = Arc::new(Mutex::new(String::new()));
-        for out in [
-            Box::new(qemu.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(qemu.stderr.take().unwrap()),
-        ] {
-            let console = console.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    let mut c = console.lock().unwrap();
-                    c.push_str(line.trim_end_matches('\r'));
-                    c.push('\n');
-                }
-            });
-        }
-        let stdin = qemu.stdin.take().unwrap();
-        Guest {
-            arch: arch.to_string(),
-            qemu,
-            stdin,
-            console,
-        }
-    }
-
-    fn console(&self) -> String {
-        self.console.lock().unwrap().clone()
-    }
-
-    /// Wait until the console shows `text` `times` times.
-    fn wait_for(&mut self, text: &str, times: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.console().matches(text).count() < times {
-            if Instant::now() > deadline || self.qemu.try_wait().unwrap().is_some() {
-                let _ = self.qemu.kill();
-                panic!(
-                    "{}: {text:?} did not appear {times} time(s) on the console:\n{}",
-                    self.arch,
-                    self.console()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        self.stdin.write_all(line.as_bytes()).unwrap();
-        self.stdin.write_all(b"\n").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// Wait for QEMU to exit; its status, or None at the timeout.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.qemu.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        None
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let _ = self.qemu.kill();
-        let _ = self.qemu.wait();
-    }
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    let o = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli (Debian package redis-tools)");
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// PING until PONG comes back (the forward answers before redis listens).
-fn wait_for_pong(guest: &mut Guest, port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if redis_cli(port, &["PING"]) == "PONG" {
-            return;
-        }
-        if Instant::now() > deadline || guest.qemu.try_wait().unwrap().is_some() {
-            panic!(
-                "{}: no PONG from redis through port {port}:\n{}",
-                guest.arch,
-                guest.console()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn probe_lines(console: &str) -> Vec<&str> {
@@ -459,8 +337,7 @@ fn redis_os_serves_restarts_and_powers_down_on_x86_64() {
 
     // system_powerdown: the ACPI power button; onshutdown runs and QEMU exits 0.
     let t0 = Instant::now();
-    guest.stdin.write_all(b"\x01c").unwrap();
-    guest.type_line("system_powerdown");
+    guest.monitor("system_powerdown");
     let status = guest.wait_exit(Duration::from_secs(90));
     let console = guest.console();
     assert!(

@@ -1,8 +1,6 @@
 //! The boot log: lines on the console stamped with the time since the kernel started, so they
 //! line up with the kernel's own messages.
 
-use std::io::Write;
-
 /// Seconds since boot on the monotonic clock, the one the kernel stamps its messages with.
 pub fn uptime() -> f64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -10,10 +8,15 @@ pub fn uptime() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Print `message` as `[  SECONDS] init: message` on standard error (the console for PID 1).
+/// `message` as the console shows it: `[  SECONDS] init: message` and a newline.
+pub fn stamp(message: &str) -> String {
+    format!("[{:>12.6}] init: {message}\n", uptime())
+}
+
+/// Print `message` as [`stamp`] makes it on the console (standard error for PID 1), without
+/// waiting for the console once PID 1 has started its writer ([`crate::console`]).
 pub fn log(message: &str) {
-    let line = format!("[{:>12.6}] init: {message}\n", uptime());
-    let _ = std::io::stderr().write_all(line.as_bytes());
+    crate::console::write(stamp(message).as_bytes());
 }
 
 /// `log!("...", args)`: [`log`] with formatting.

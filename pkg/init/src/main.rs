@@ -1,6 +1,7 @@
 //! `init`: PID 1 of osbuild images, the container runtime it uses, the kernel's module helper
 //! and the `svc` control command, in one static program chosen by how it is called.
 
+mod console;
 mod log;
 mod netlink;
 mod pid1;

@@ -2,6 +2,7 @@
 //!
 //! `svc ls`, `svc status NAME`, `svc logs [-f] [-n LINES] NAME`, `svc start|stop|restart NAME`,
 //! `svc exec NAME -- CMD [ARGS]` (runs CMD in the container's namespaces and cgroup).
+//! `svc stop` returns once the service is down, `svc restart` once it runs again.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -122,19 +123,14 @@ fn run(args: &[String]) -> Result<i32, String> {
     }
 }
 
-/// Join the namespaces and cgroup of the container's main process, run `cmd` there.
+/// Run `cmd` in the container's cgroup (PID 1 moves this process there before it answers,
+/// or refuses) and in the namespaces of its main process.
 fn exec(name: &str, cmd: &[&str]) -> Result<i32, String> {
     let (v, _) = request(&req("exec", name))?;
     let c = &v["container"];
     let pid = c["pid"]
         .as_i64()
         .ok_or_else(|| format!("{name} is not running"))?;
-    if let Some(cgroup) = c["cgroup"].as_str() {
-        let _ = std::fs::write(
-            format!("{cgroup}/cgroup.procs"),
-            std::process::id().to_string(),
-        );
-    }
     let env: Vec<(String, String)> = std::fs::read(format!("/proc/{pid}/environ"))
         .unwrap_or_default()
         .split(|b| *b == 0)

@@ -41,6 +41,8 @@ pub fn main(exe: &str) -> ! {
         power::fatal(&e);
     }
     log!("system ready in {:.3}s", t0.elapsed().as_secs_f64());
+    // From here on services share the console: PID 1 never waits for it.
+    crate::console::start();
     let sup = match Supervisor::new(settings()) {
         Ok(s) => s,
         Err(e) => power::fatal(&e),

@@ -92,6 +92,8 @@ pub fn end(action: Action) -> ! {
             "rebooting"
         }
     );
+    // What is still queued for the console (a flood's backlog is bounded) goes out first.
+    crate::console::flush(Duration::from_secs(3));
     let e = reboot(mode);
     log!("reboot(2) failed: {e:?}");
     loop {

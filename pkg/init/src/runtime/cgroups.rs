@@ -71,8 +71,20 @@ pub fn kill(cgroup: &Path) -> bool {
 }
 
 /// Remove an empty cgroup (best effort: it may be busy still).
-pub fn remove(cgroup: &Path) {
-    let _ = std::fs::remove_dir(cgroup);
+/// Remove `cgroup` and the cgroups below it, deepest first. False while one still has
+/// processes (a killed container's take a moment to go) or cannot be removed.
+pub fn remove(cgroup: &Path) -> bool {
+    if let Ok(entries) = std::fs::read_dir(cgroup) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove(&e.path());
+            }
+        }
+    }
+    match std::fs::remove_dir(cgroup) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 fn enable_controllers(dir: &Path) {

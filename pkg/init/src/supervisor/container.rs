@@ -3,11 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::api::Reply;
 use super::logs::Logs;
 use crate::runtime::{self, cgroups, config};
 
@@ -124,6 +126,12 @@ pub struct Container {
     pub start_after_stop: bool,
     /// Its output.
     pub logs: Arc<Logs>,
+    /// Its name in the spec (`dhcpcd` for `000-dhcpcd`).
+    short: String,
+    /// `svc stop` requests answered once it is down.
+    pub down_waiters: Vec<Sender<Reply>>,
+    /// `svc restart` requests answered once it runs again.
+    pub up_waiters: Vec<Sender<Reply>>,
 }
 
 /// A problem with a bundle's `supervise.json`.
@@ -181,10 +189,14 @@ impl Container {
             Section::Onboot => format!("onboot.{name}"),
             Section::Onshutdown => format!("onshutdown.{name}"),
         };
+        let short = short.to_string();
         Ok(Container {
+            short: short.clone(),
+            down_waiters: Vec::new(),
+            up_waiters: Vec::new(),
             cgroup: cgroups::path_for(dir, &bundle.config),
             logs: Arc::new(Logs::new(
-                short,
+                &short,
                 &file,
                 Some(PathBuf::from("/var/log")),
                 true,
@@ -206,6 +218,33 @@ impl Container {
             stopping: false,
             start_after_stop: false,
         })
+    }
+
+    /// Its name in the spec (`dhcpcd` for the onboot container `000-dhcpcd`).
+    pub fn short_name(&self) -> &str {
+        &self.short
+    }
+
+    /// How `svc` names it: a service by its name, others as `SECTION/NAME`.
+    pub fn label(&self) -> String {
+        match self.section {
+            Section::Service => self.name.clone(),
+            other => format!("{}/{}", other.dir(), self.name),
+        }
+    }
+
+    /// Answer the requests waiting for it to stop (`svc stop`).
+    pub fn answer_down(&mut self, reply: impl Fn() -> Reply) {
+        for w in self.down_waiters.drain(..) {
+            let _ = w.send(reply());
+        }
+    }
+
+    /// Answer the requests waiting for it to run again (`svc restart`).
+    pub fn answer_up(&mut self, reply: impl Fn() -> Reply) {
+        for w in self.up_waiters.drain(..) {
+            let _ = w.send(reply());
+        }
     }
 
     /// Start its stage-1 process, output going to its log.

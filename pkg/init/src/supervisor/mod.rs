@@ -37,8 +37,8 @@ pub enum Action {
 pub enum Event {
     /// Shut down.
     Shutdown(Action),
-    /// A control request and where to answer.
-    Api(api::Request, Sender<api::Reply>),
+    /// A control request, the pid of the process that sent it, and where to answer.
+    Api(api::Request, Option<i32>, Sender<api::Reply>),
 }
 
 /// Wakes the main loop from other threads.
@@ -90,7 +90,12 @@ pub struct Supervisor {
     waker: Waker,
     shutdown: Option<Action>,
     settings: Settings,
+    /// Cgroups of exited containers still to remove, and until when to try.
+    stale_cgroups: Vec<(std::path::PathBuf, Instant)>,
 }
+
+/// How long the cgroup of an exited container is retried for removal.
+const CGROUP_REMOVAL: Duration = Duration::from_secs(30);
 
 /// Read the bundles of `section` in name order.
 fn bundles(section: Section) -> Vec<Container> {
@@ -138,6 +143,7 @@ impl Supervisor {
             },
             shutdown: None,
             settings,
+            stale_cgroups: Vec::new(),
         })
     }
 
@@ -203,6 +209,9 @@ impl Supervisor {
                 log!("{label}: does not die; leaving it");
                 c.state = State::Failed;
                 c.pid = None;
+                let cgroup = c.cgroup.clone();
+                self.stale_cgroups
+                    .push((cgroup, Instant::now() + CGROUP_REMOVAL));
             }
         }
         let c = &mut self.containers[i];
@@ -247,11 +256,18 @@ impl Supervisor {
                         c.restarts += 1;
                     }
                     match c.start() {
-                        Ok(()) if c.restarts > 0 => {
-                            log!("{}: started (restart {})", c.name, c.restarts)
+                        Ok(()) => {
+                            if c.restarts > 0 {
+                                log!("{}: started (restart {})", c.name, c.restarts)
+                            } else {
+                                log!("{}: started", c.name)
+                            }
+                            c.answer_up(api::done);
                         }
-                        Ok(()) => log!("{}: started", c.name),
-                        Err(e) => log!("{e}"),
+                        Err(e) => {
+                            log!("{e}");
+                            c.answer_up(|| api::failed(e.clone()));
+                        }
                     }
                 }
                 if c.state == State::Running && c.kill_at.is_some_and(|k| now >= k) {
@@ -292,6 +308,13 @@ impl Supervisor {
 
     /// Wait for something to happen (or `until`), then handle signals, exits and requests.
     fn step(&mut self, until: Option<Instant>) {
+        // Stale cgroups are retried a few times a second while there are any.
+        let until = if self.stale_cgroups.is_empty() {
+            until
+        } else {
+            let soon = Instant::now() + Duration::from_millis(200);
+            Some(until.map_or(soon, |u| u.min(soon)))
+        };
         let timeout = match until {
             Some(t) => {
                 let ms = t
@@ -326,15 +349,40 @@ impl Supervisor {
             }
         }
         self.reap();
+        self.remove_stale_cgroups();
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Shutdown(a) => self.request_shutdown(a),
-                Event::Api(req, reply) => {
-                    let r = self.answer(req);
-                    let _ = reply.send(r);
+                Event::Api(req, peer, reply) => {
+                    let grace = self.settings.grace;
+                    match api::answer(&mut self.containers, req, grace, peer) {
+                        api::Answer::Now(r) => {
+                            let _ = reply.send(r);
+                        }
+                        api::Answer::WhenDown(i) => self.containers[i].down_waiters.push(reply),
+                        api::Answer::WhenUp(i) => self.containers[i].up_waiters.push(reply),
+                    }
                 }
             }
         }
+    }
+
+    fn remove_stale_cgroups(&mut self) {
+        let now = Instant::now();
+        self.stale_cgroups.retain(|(cgroup, until)| {
+            if crate::runtime::cgroups::remove(cgroup) {
+                return false;
+            }
+            if now >= *until {
+                log!(
+                    "{}: still has processes {:?} after its container exited; left in place",
+                    cgroup.display(),
+                    CGROUP_REMOVAL
+                );
+                return false;
+            }
+            true
+        });
     }
 
     fn request_shutdown(&mut self, action: Action) {
@@ -364,12 +412,12 @@ impl Supervisor {
             };
             if let Some(c) = self.containers.iter_mut().find(|c| c.pid == Some(pid)) {
                 exited(c, code);
+                if !crate::runtime::cgroups::remove(&c.cgroup) {
+                    self.stale_cgroups
+                        .push((c.cgroup.clone(), Instant::now() + CGROUP_REMOVAL));
+                }
             }
         }
-    }
-
-    fn answer(&mut self, req: api::Request) -> api::Reply {
-        api::answer(&mut self.containers, req, self.settings.grace)
     }
 
     /// Stop the services, run the onshutdown containers.
@@ -428,26 +476,28 @@ fn exited(c: &mut Container, code: i32) {
     c.last_exit = Some(code);
     c.kill_at = None;
     let ran = c.started.map(|s| s.elapsed()).unwrap_or_default();
-    crate::runtime::cgroups::remove(&c.cgroup);
     if c.section != Section::Service {
         c.state = State::Exited;
         return;
     }
-    let label = &c.name;
+    let label = c.name.clone();
     // Its last output first, then what became of it (the pipe ends as its processes die).
     c.logs.drain(Duration::from_millis(100));
     if c.stopping {
         log!("{label}: stopped ({})", describe_exit(code));
         c.stopping = false;
+        c.answer_down(api::done);
         if std::mem::take(&mut c.start_after_stop) {
             // Due right away: the loop starts it on its next turn.
             c.state = State::Backoff;
             c.next_start = Some(Instant::now());
         } else {
             c.state = State::Stopped;
+            c.answer_up(|| api::failed(format!("{label} was stopped")));
         }
         return;
     }
+    c.answer_down(api::done);
     let again = match c.restart {
         Restart::Always => true,
         Restart::OnFailure => code != 0,
