@@ -1,16 +1,17 @@
 //! One supervised container: its bundle, policy, state and the stage-1 process running it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::api::Reply;
 use super::logs::Logs;
+use super::world::World;
 use crate::runtime::{self, cgroups, config};
 
 /// The spec section a container comes from.
@@ -132,6 +133,8 @@ pub struct Container {
     pub down_waiters: Vec<Sender<Reply>>,
     /// `svc restart` requests answered once it runs again.
     pub up_waiters: Vec<Sender<Reply>>,
+    /// What starts, signals and times it.
+    world: Rc<dyn World>,
 }
 
 /// A problem with a bundle's `supervise.json`.
@@ -166,8 +169,8 @@ fn policy(
 }
 
 impl Container {
-    /// The container in bundle `dir`.
-    pub fn open(dir: &Path, section: Section) -> Result<Container, String> {
+    /// The container in bundle `dir`, run in `world`.
+    pub fn open(dir: &Path, section: Section, world: Rc<dyn World>) -> Result<Container, String> {
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -195,12 +198,7 @@ impl Container {
             down_waiters: Vec::new(),
             up_waiters: Vec::new(),
             cgroup: cgroups::path_for(dir, &bundle.config),
-            logs: Arc::new(Logs::new(
-                &short,
-                &file,
-                Some(PathBuf::from("/var/log")),
-                true,
-            )),
+            logs: Arc::new(world.logs(&short, &file)),
             name,
             section,
             dir: dir.to_path_buf(),
@@ -217,6 +215,7 @@ impl Container {
             last_exit: None,
             stopping: false,
             start_after_stop: false,
+            world,
         })
     }
 
@@ -247,49 +246,48 @@ impl Container {
         }
     }
 
-    /// Start its stage-1 process, output going to its log.
+    /// Start its stage-1 process, output going to its log. A container that cannot be
+    /// started is failed.
     pub fn start(&mut self) -> Result<(), String> {
-        let (reader, writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let err_writer = writer.try_clone().map_err(|e| format!("pipe: {e}"))?;
-        let child = Command::new("/proc/self/exe")
-            .arg(runtime::STAGE1)
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(err_writer)
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
+        let (pid, output) = match self.world.spawn(&self.dir) {
+            Ok(spawned) => spawned,
             Err(e) => {
                 self.state = State::Failed;
-                return Err(format!("{}: starting: {e}", self.name));
+                return Err(format!("{}: {e}", self.name));
             }
         };
-        self.logs.clone().follow(reader);
-        self.pid = Some(Pid::from_raw(child.id() as i32));
+        if let Some(output) = output {
+            self.logs.clone().follow(output);
+        }
+        self.pid = Some(pid);
         self.state = State::Running;
-        self.started = Some(Instant::now());
+        self.started = Some(self.world.now());
         self.next_start = None;
         self.kill_at = None;
         self.stopping = false;
         Ok(())
     }
 
+    /// How long it has run since it was last started.
+    pub fn ran(&self) -> Duration {
+        let now = self.world.now();
+        self.started
+            .map(|s| now.saturating_duration_since(s))
+            .unwrap_or_default()
+    }
+
     /// Ask it to stop: SIGTERM now, everything in its cgroup killed after `grace`.
     pub fn stop(&mut self, grace: Duration) {
         if let Some(pid) = self.pid {
             self.stopping = true;
-            let _ = kill(pid, Signal::SIGTERM);
-            self.kill_at = Some(Instant::now() + grace);
+            self.world.terminate(pid);
+            self.kill_at = Some(self.world.now() + grace);
         }
     }
 
     /// Kill every process of the container now.
     pub fn kill_now(&mut self) {
-        cgroups::kill(&self.cgroup);
-        if let Some(pid) = self.pid {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
+        self.world.kill(&self.cgroup, self.pid);
         self.kill_at = None;
     }
 

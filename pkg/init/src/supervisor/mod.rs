@@ -6,23 +6,21 @@
 pub mod api;
 pub mod container;
 pub mod logs;
+#[cfg(test)]
+mod tests;
+pub mod world;
 
-use std::io::Read;
-use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
-use crate::log;
-use crate::runtime::exit_code;
 use container::{Container, Restart, Section, State, backoff, describe_exit};
+use world::{Input, System, World};
 
 /// How the system ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +43,17 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Waker {
     events: Sender<Event>,
-    pipe: Arc<std::io::PipeWriter>,
+    /// Written to wake a loop that polls (the real [`World`]).
+    pipe: Option<Arc<std::io::PipeWriter>>,
 }
 
 impl Waker {
     /// Hand `event` to the main loop.
     pub fn send(&self, event: Event) {
-        if self.events.send(event).is_ok() {
-            let _ = std::io::Write::write(&mut &*self.pipe, &[1]);
+        if self.events.send(event).is_ok()
+            && let Some(pipe) = &self.pipe
+        {
+            let _ = std::io::Write::write(&mut &**pipe, &[1]);
         }
     }
 }
@@ -84,22 +85,29 @@ pub struct Settings {
 /// The supervisor's state.
 pub struct Supervisor {
     containers: Vec<Container>,
-    signals: SignalFd,
-    wake: std::io::PipeReader,
-    events: Receiver<Event>,
+    world: Rc<dyn World>,
     waker: Waker,
     shutdown: Option<Action>,
     settings: Settings,
     /// Cgroups of exited containers still to remove, and until when to try.
-    stale_cgroups: Vec<(std::path::PathBuf, Instant)>,
+    stale_cgroups: Vec<(PathBuf, Instant)>,
 }
 
 /// How long the cgroup of an exited container is retried for removal.
 const CGROUP_REMOVAL: Duration = Duration::from_secs(30);
 
+/// A service that ran longer than this starts again with the shortest back-off.
+const LONG_RUN: Duration = Duration::from_secs(10);
+
+/// How long a container killed at its timeout gets to die before it is left.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// How long services killed at shutdown get to die.
+const HARD_WAIT: Duration = Duration::from_secs(3);
+
 /// Read the bundles of `section` in name order.
-fn bundles(section: Section) -> Vec<Container> {
-    let dir = Path::new("/containers").join(section.dir());
+fn bundles(world: &Rc<dyn World>, section: Section) -> Vec<Container> {
+    let dir = world.containers_dir().join(section.dir());
     let mut dirs: Vec<_> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
@@ -109,47 +117,70 @@ fn bundles(section: Section) -> Vec<Container> {
         .collect();
     dirs.sort();
     dirs.iter()
-        .filter_map(|d| match Container::open(d, section) {
+        .filter_map(|d| match Container::open(d, section, world.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
-                log!("{}: {e}", d.display());
+                world.log(&format!("{}: {e}", d.display()));
                 None
             }
         })
         .collect()
 }
 
+/// What follows an exit with `code` after a run of `ran`, under policy `restart` with
+/// `failures` quick failures so far: the back-off and the new count, or None for no restart.
+fn next_restart(
+    restart: Restart,
+    code: i32,
+    ran: Duration,
+    failures: u32,
+) -> Option<(Duration, u32)> {
+    let again = match restart {
+        Restart::Always => true,
+        Restart::OnFailure => code != 0,
+        Restart::No => false,
+    };
+    if !again {
+        return None;
+    }
+    let failures = if ran > LONG_RUN { 0 } else { failures };
+    Some((backoff(failures), failures.saturating_add(1)))
+}
+
 impl Supervisor {
     /// Load the bundles and take over the signals (already blocked by the caller).
     pub fn new(settings: Settings) -> Result<Supervisor, String> {
-        let signals = SignalFd::with_flags(
-            &handled_signals(),
-            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-        )
-        .map_err(|e| format!("signalfd: {e}"))?;
-        let (wake, pipe) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let (tx, events) = std::sync::mpsc::channel();
-        let mut containers = bundles(Section::Onboot);
-        containers.extend(bundles(Section::Service));
-        containers.extend(bundles(Section::Onshutdown));
-        Ok(Supervisor {
+        let (world, waker) = System::new()?;
+        Ok(Supervisor::with_world(Rc::new(world), waker, settings))
+    }
+
+    /// The supervisor of the bundles of `world`, which `waker` reaches from other threads.
+    pub fn with_world(world: Rc<dyn World>, waker: Waker, settings: Settings) -> Supervisor {
+        let mut containers = bundles(&world, Section::Onboot);
+        containers.extend(bundles(&world, Section::Service));
+        containers.extend(bundles(&world, Section::Onshutdown));
+        Supervisor {
             containers,
-            signals,
-            wake,
-            events,
-            waker: Waker {
-                events: tx,
-                pipe: Arc::new(pipe),
-            },
+            world,
+            waker,
             shutdown: None,
             settings,
             stale_cgroups: Vec::new(),
-        })
+        }
     }
 
     /// A handle other threads use to reach the loop.
     pub fn waker(&self) -> Waker {
         self.waker.clone()
+    }
+
+    fn say(&self, message: &str) {
+        self.world.log(message);
+    }
+
+    /// Seconds from `t` to now.
+    fn since(&self, t: Instant) -> f64 {
+        self.world.now().saturating_duration_since(t).as_secs_f64()
     }
 
     fn indexes(&self, section: Section) -> Vec<usize> {
@@ -160,14 +191,14 @@ impl Supervisor {
 
     /// Run the system: onboot, services until a shutdown, then the shutdown sequence.
     pub fn run(mut self) -> Action {
-        let t0 = Instant::now();
+        let t0 = self.world.now();
         for i in self.indexes(Section::Onboot) {
             if self.shutdown.is_some() {
                 break;
             }
             self.run_once(i);
         }
-        log!("onboot done in {:.3}s", t0.elapsed().as_secs_f64());
+        self.say(&format!("onboot done in {:.3}s", self.since(t0)));
         if self.shutdown.is_none() {
             self.services();
         }
@@ -181,121 +212,176 @@ impl Supervisor {
         let c = &mut self.containers[i];
         let label = format!("{} {}", c.section.dir(), c.name);
         if let Err(e) = c.start() {
-            log!("{label}: {e}");
+            self.say(&format!("{label}: {e}"));
             return;
         }
-        let deadline = c.timeout.map(|t| Instant::now() + t);
+        if self.wait_for_end(i, &label) {
+            self.containers[i].state = State::Failed;
+            return;
+        }
+        self.report_end(i, &label);
+    }
+
+    /// Wait for container `i` to end, killing it at its timeout. Whether it timed out.
+    fn wait_for_end(&mut self, i: usize, label: &str) -> bool {
+        let deadline = self.containers[i].timeout.map(|t| self.world.now() + t);
         let mut timed_out = false;
         while self.containers[i].state == State::Running {
-            let c = &self.containers[i];
-            let wake_at = if timed_out { c.kill_at } else { deadline };
+            let wake_at = if timed_out {
+                self.containers[i].kill_at
+            } else {
+                deadline
+            };
             self.step(wake_at);
+            let now = self.world.now();
             let c = &mut self.containers[i];
-            if c.state == State::Running
-                && !timed_out
-                && deadline.is_some_and(|d| Instant::now() >= d)
-            {
-                log!(
-                    "{label}: still running after its timeout of {:?}; killing it and going on",
-                    c.timeout.unwrap_or_default()
-                );
+            if c.state != State::Running {
+                break;
+            }
+            if !timed_out && deadline.is_some_and(|d| now >= d) {
+                let timeout = c.timeout.unwrap_or_default();
+                self.say(&format!(
+                    "{label}: still running after its timeout of {timeout:?}; killing it and going on"
+                ));
                 timed_out = true;
+                let c = &mut self.containers[i];
                 c.kill_now();
-                c.kill_at = Some(Instant::now() + Duration::from_secs(5));
-            } else if timed_out
-                && c.state == State::Running
-                && c.kill_at.is_some_and(|k| Instant::now() >= k)
-            {
-                log!("{label}: does not die; leaving it");
+                c.kill_at = Some(now + KILL_WAIT);
+            } else if timed_out && c.kill_at.is_some_and(|k| now >= k) {
                 c.state = State::Failed;
                 c.pid = None;
                 let cgroup = c.cgroup.clone();
-                self.stale_cgroups
-                    .push((cgroup, Instant::now() + CGROUP_REMOVAL));
+                self.say(&format!("{label}: does not die; leaving it"));
+                self.stale_cgroups.push((cgroup, now + CGROUP_REMOVAL));
             }
         }
-        let c = &mut self.containers[i];
-        if timed_out {
-            c.state = State::Failed;
-            return;
-        }
-        let took = c
-            .started
-            .map(|s| s.elapsed().as_secs_f64())
-            .unwrap_or_default();
+        timed_out
+    }
+
+    /// Say how container `i`, which ran once, ended: with its last output when it failed.
+    fn report_end(&self, i: usize, label: &str) {
+        let c = &self.containers[i];
+        let took = c.ran().as_secs_f64();
         match c.last_exit {
-            Some(0) => log!("{label}: done in {took:.3}s"),
+            Some(0) => self.say(&format!("{label}: done in {took:.3}s")),
             Some(code) => {
                 c.logs.drain(Duration::from_millis(500));
-                log!("{label}: {}; its last output:", describe_exit(code));
+                self.say(&format!(
+                    "{label}: {}; its last output:",
+                    describe_exit(code)
+                ));
                 for line in c.logs.tail(10) {
-                    log!("  | {line}");
+                    self.say(&format!("  | {line}"));
                 }
             }
             None => {}
         }
     }
 
+    /// Keep the services running until a shutdown is asked for.
     fn services(&mut self) {
         let services = self.indexes(Section::Service);
-        log!("starting {} services", services.len());
-        let t0 = Instant::now();
+        self.say(&format!("starting {} services", services.len()));
+        let t0 = self.world.now();
         let mut all_started = false;
         while self.shutdown.is_none() {
-            let now = Instant::now();
-            for &i in &services {
-                let ready = self.deps_running(i);
-                let c = &mut self.containers[i];
-                let due = match c.state {
-                    State::Waiting => ready,
-                    State::Backoff => c.next_start.is_some_and(|t| now >= t) && ready,
-                    _ => false,
-                };
-                if due {
-                    if c.state == State::Backoff {
-                        c.restarts += 1;
-                    }
-                    match c.start() {
-                        Ok(()) => {
-                            if c.restarts > 0 {
-                                log!("{}: started (restart {})", c.name, c.restarts)
-                            } else {
-                                log!("{}: started", c.name)
-                            }
-                            c.answer_up(api::done);
-                        }
-                        Err(e) => {
-                            log!("{e}");
-                            c.answer_up(|| api::failed(e.clone()));
-                        }
-                    }
-                }
-                if c.state == State::Running && c.kill_at.is_some_and(|k| now >= k) {
-                    log!(
-                        "{}: did not stop within {:?}; killing it",
-                        c.name,
-                        self.settings.grace
-                    );
-                    c.kill_now();
-                }
-            }
+            self.start_due(&services);
+            self.kill_overdue(&services);
             if !all_started
                 && services
                     .iter()
                     .all(|i| self.containers[*i].state != State::Waiting)
             {
                 all_started = true;
-                log!("all services started in {:.3}s", t0.elapsed().as_secs_f64());
+                self.say(&format!("all services started in {:.3}s", self.since(t0)));
             }
-            let next = services
-                .iter()
-                .filter_map(|i| {
-                    let c = &self.containers[*i];
-                    [c.next_start, c.kill_at].into_iter().flatten().min()
-                })
-                .min();
+            let next = self.next_wake(&services);
             self.step(next);
         }
+    }
+
+    /// Start every service that is due, again until none is: a service that starts may be
+    /// the one another waits for.
+    fn start_due(&mut self, services: &[usize]) {
+        let mut started = true;
+        while started {
+            started = false;
+            for &i in services {
+                if self.is_due(i) {
+                    self.start_service(i);
+                    started = true;
+                }
+            }
+        }
+    }
+
+    /// Whether service `i` is to start now: waiting or at the end of its back-off, with
+    /// its dependencies running.
+    fn is_due(&self, i: usize) -> bool {
+        let c = &self.containers[i];
+        let now = self.world.now();
+        let time = match c.state {
+            State::Waiting => true,
+            State::Backoff => c.next_start.is_some_and(|t| now >= t),
+            _ => false,
+        };
+        time && self.deps_running(i)
+    }
+
+    /// Start service `i` (a restart when it was in back-off) and answer `svc restart`.
+    fn start_service(&mut self, i: usize) {
+        let world = self.world.clone();
+        let c = &mut self.containers[i];
+        if c.state == State::Backoff {
+            c.restarts += 1;
+        }
+        match c.start() {
+            Ok(()) => {
+                if c.restarts > 0 {
+                    world.log(&format!("{}: started (restart {})", c.name, c.restarts));
+                } else {
+                    world.log(&format!("{}: started", c.name));
+                }
+                c.answer_up(api::done);
+            }
+            Err(e) => {
+                world.log(&e);
+                c.answer_up(|| api::failed(e.clone()));
+            }
+        }
+    }
+
+    /// Kill the services still running after the grace of a stop.
+    fn kill_overdue(&mut self, services: &[usize]) {
+        let world = self.world.clone();
+        let now = world.now();
+        let grace = self.settings.grace;
+        for &i in services {
+            let c = &mut self.containers[i];
+            if c.state == State::Running && c.kill_at.is_some_and(|k| now >= k) {
+                world.log(&format!(
+                    "{}: did not stop within {grace:?}; killing it",
+                    c.name
+                ));
+                c.kill_now();
+            }
+        }
+    }
+
+    /// When the services loop has something to do: a back-off ends (for a service whose
+    /// dependencies run) or a grace ends.
+    fn next_wake(&self, services: &[usize]) -> Option<Instant> {
+        services
+            .iter()
+            .filter_map(|&i| {
+                let c = &self.containers[i];
+                match c.state {
+                    State::Backoff if self.deps_running(i) => c.next_start,
+                    State::Running => c.kill_at,
+                    _ => None,
+                }
+            })
+            .min()
     }
 
     fn deps_running(&self, i: usize) -> bool {
@@ -312,73 +398,53 @@ impl Supervisor {
         let until = if self.stale_cgroups.is_empty() {
             until
         } else {
-            let soon = Instant::now() + Duration::from_millis(200);
+            let soon = self.world.now() + Duration::from_millis(200);
             Some(until.map_or(soon, |u| u.min(soon)))
         };
-        let timeout = match until {
-            Some(t) => {
-                let ms = t
-                    .saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .min(60_000) as u16;
-                PollTimeout::from(ms.max(1))
-            }
-            None => PollTimeout::from(60_000u16),
-        };
-        {
-            let mut fds = [
-                PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
-            ];
-            let _ = poll(&mut fds, timeout);
-            if fds[1]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLIN))
-            {
-                let mut buf = [0u8; 64];
-                let _ = self.wake.read(&mut buf);
+        let mut events = Vec::new();
+        for input in self.world.wait(until) {
+            match input {
+                Input::Signal(action) => self.request_shutdown(action),
+                Input::Exit(pid, code) => self.reaped(pid, code),
+                Input::Event(event) => events.push(event),
             }
         }
-        while let Ok(Some(info)) = self.signals.read_signal() {
-            match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGTERM | Signal::SIGINT) => self.request_shutdown(Action::Reboot),
-                Ok(Signal::SIGUSR2 | Signal::SIGPWR | Signal::SIGUSR1) => {
-                    self.request_shutdown(Action::Poweroff)
-                }
-                _ => {}
-            }
-        }
-        self.reap();
         self.remove_stale_cgroups();
-        while let Ok(event) = self.events.try_recv() {
-            match event {
-                Event::Shutdown(a) => self.request_shutdown(a),
-                Event::Api(req, peer, reply) => {
-                    let grace = self.settings.grace;
-                    match api::answer(&mut self.containers, req, grace, peer) {
-                        api::Answer::Now(r) => {
-                            let _ = reply.send(r);
-                        }
-                        api::Answer::WhenDown(i) => self.containers[i].down_waiters.push(reply),
-                        api::Answer::WhenUp(i) => self.containers[i].up_waiters.push(reply),
+        for event in events {
+            self.handle(event);
+        }
+    }
+
+    /// Handle a shutdown or a control request from another thread.
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Shutdown(a) => self.request_shutdown(a),
+            Event::Api(req, peer, reply) => {
+                let grace = self.settings.grace;
+                match api::answer(&mut self.containers, req, grace, peer) {
+                    api::Answer::Now(r) => {
+                        let _ = reply.send(r);
                     }
+                    api::Answer::WhenDown(i) => self.containers[i].down_waiters.push(reply),
+                    api::Answer::WhenUp(i) => self.containers[i].up_waiters.push(reply),
                 }
             }
         }
     }
 
     fn remove_stale_cgroups(&mut self) {
-        let now = Instant::now();
+        let now = self.world.now();
+        let world = self.world.clone();
         self.stale_cgroups.retain(|(cgroup, until)| {
-            if crate::runtime::cgroups::remove(cgroup) {
+            if world.remove_cgroup(cgroup) {
                 return false;
             }
             if now >= *until {
-                log!(
+                world.log(&format!(
                     "{}: still has processes {:?} after its container exited; left in place",
                     cgroup.display(),
                     CGROUP_REMOVAL
-                );
+                ));
                 return false;
             }
             true
@@ -387,42 +453,102 @@ impl Supervisor {
 
     fn request_shutdown(&mut self, action: Action) {
         if self.shutdown.is_none() {
-            log!(
+            self.say(&format!(
                 "{} requested",
                 if action == Action::Poweroff {
                     "poweroff"
                 } else {
                     "reboot"
                 }
-            );
+            ));
             self.shutdown = Some(action);
         }
     }
 
-    /// Collect every exited child: containers get their new state, orphans are just reaped.
-    fn reap(&mut self) {
-        loop {
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            let Some(pid) = status.pid() else { return };
-            let Some(code) = exit_code(status) else {
-                continue;
-            };
-            if let Some(c) = self.containers.iter_mut().find(|c| c.pid == Some(pid)) {
-                exited(c, code);
-                if !crate::runtime::cgroups::remove(&c.cgroup) {
-                    self.stale_cgroups
-                        .push((c.cgroup.clone(), Instant::now() + CGROUP_REMOVAL));
-                }
-            }
+    /// Child `pid` exited with `code`: a container's gets its new state and its cgroup
+    /// removed, an orphan was just reaped.
+    fn reaped(&mut self, pid: Pid, code: i32) {
+        let Some(i) = self.containers.iter().position(|c| c.pid == Some(pid)) else {
+            return;
+        };
+        self.exited(i, code);
+        let cgroup = self.containers[i].cgroup.clone();
+        if !self.world.remove_cgroup(&cgroup) {
+            let until = self.world.now() + CGROUP_REMOVAL;
+            self.stale_cgroups.push((cgroup, until));
         }
+    }
+
+    /// Record that container `i` exited with `code` and decide what comes next.
+    fn exited(&mut self, i: usize, code: i32) {
+        let c = &mut self.containers[i];
+        let ran = c.ran();
+        c.pid = None;
+        c.last_exit = Some(code);
+        c.kill_at = None;
+        if c.section != Section::Service {
+            c.state = State::Exited;
+            return;
+        }
+        // Its last output first, then what became of it (the pipe ends as its processes die).
+        c.logs.drain(Duration::from_millis(100));
+        if c.stopping {
+            self.stopped(i, code);
+            return;
+        }
+        c.answer_down(api::done);
+        let Some((wait, failures)) = next_restart(c.restart, code, ran, c.failures) else {
+            c.state = State::Exited;
+            let message = format!(
+                "{}: {}; not restarting (restart: {})",
+                c.name,
+                describe_exit(code),
+                c.restart.as_str()
+            );
+            self.say(&message);
+            return;
+        };
+        c.failures = failures;
+        c.state = State::Backoff;
+        c.next_start = Some(self.world.now() + wait);
+        let message = format!(
+            "{}: {}; restarting in {:.2}s",
+            c.name,
+            describe_exit(code),
+            wait.as_secs_f64()
+        );
+        self.say(&message);
+    }
+
+    /// Service `i`, asked to stop, exited with `code`: it stays stopped, or starts again
+    /// right away for a `svc restart`.
+    fn stopped(&mut self, i: usize, code: i32) {
+        let now = self.world.now();
+        let c = &mut self.containers[i];
+        let message = format!("{}: stopped ({})", c.name, describe_exit(code));
+        self.world.log(&message);
+        c.stopping = false;
+        c.answer_down(api::done);
+        if std::mem::take(&mut c.start_after_stop) {
+            // Due right away: the loop starts it on its next turn.
+            c.state = State::Backoff;
+            c.next_start = Some(now);
+        } else {
+            c.state = State::Stopped;
+            let label = c.name.clone();
+            c.answer_up(|| api::failed(format!("{label} was stopped")));
+        }
+    }
+
+    fn services_running(&self) -> bool {
+        self.containers
+            .iter()
+            .any(|c| c.section == Section::Service && c.state == State::Running)
     }
 
     /// Stop the services, run the onshutdown containers.
     fn shut_down(&mut self) {
-        log!("stopping services");
+        self.say("stopping services");
         let grace = self.settings.grace;
         for c in self
             .containers
@@ -430,99 +556,47 @@ impl Supervisor {
             .filter(|c| c.section == Section::Service)
         {
             c.next_start = None;
+            c.start_after_stop = false;
             if c.state == State::Running {
                 c.stop(grace);
             } else if c.state == State::Backoff || c.state == State::Waiting {
                 c.state = State::Stopped;
+                let label = c.name.clone();
+                c.answer_up(|| api::failed(format!("{label} was stopped")));
             }
         }
-        let deadline = Instant::now() + grace;
-        while self
-            .containers
-            .iter()
-            .any(|c| c.section == Section::Service && c.state == State::Running)
-        {
-            if Instant::now() >= deadline {
-                for c in self
-                    .containers
-                    .iter_mut()
-                    .filter(|c| c.state == State::Running)
-                {
-                    log!("{}: did not stop within {grace:?}; killing it", c.name);
-                    c.kill_now();
-                }
-                let hard = Instant::now() + Duration::from_secs(3);
-                while Instant::now() < hard
-                    && self
-                        .containers
-                        .iter()
-                        .any(|c| c.section == Section::Service && c.state == State::Running)
-                {
-                    self.step(Some(hard));
-                }
-                break;
-            }
-            self.step(Some(deadline));
-        }
+        let deadline = self.world.now() + grace;
+        self.wait_services_down(deadline);
         for i in self.indexes(Section::Onshutdown) {
             self.run_once(i);
         }
     }
-}
 
-/// Record that container `c` exited with `code` and decide what comes next.
-fn exited(c: &mut Container, code: i32) {
-    c.pid = None;
-    c.last_exit = Some(code);
-    c.kill_at = None;
-    let ran = c.started.map(|s| s.elapsed()).unwrap_or_default();
-    if c.section != Section::Service {
-        c.state = State::Exited;
-        return;
-    }
-    let label = c.name.clone();
-    // Its last output first, then what became of it (the pipe ends as its processes die).
-    c.logs.drain(Duration::from_millis(100));
-    if c.stopping {
-        log!("{label}: stopped ({})", describe_exit(code));
-        c.stopping = false;
-        c.answer_down(api::done);
-        if std::mem::take(&mut c.start_after_stop) {
-            // Due right away: the loop starts it on its next turn.
-            c.state = State::Backoff;
-            c.next_start = Some(Instant::now());
-        } else {
-            c.state = State::Stopped;
-            c.answer_up(|| api::failed(format!("{label} was stopped")));
+    /// Wait for the services to end until `deadline`, then kill them and wait a little more.
+    fn wait_services_down(&mut self, deadline: Instant) {
+        let grace = self.settings.grace;
+        while self.services_running() {
+            if self.world.now() < deadline {
+                self.step(Some(deadline));
+                continue;
+            }
+            let world = self.world.clone();
+            for c in self
+                .containers
+                .iter_mut()
+                .filter(|c| c.state == State::Running)
+            {
+                world.log(&format!(
+                    "{}: did not stop within {grace:?}; killing it",
+                    c.name
+                ));
+                c.kill_now();
+            }
+            let hard = self.world.now() + HARD_WAIT;
+            while self.world.now() < hard && self.services_running() {
+                self.step(Some(hard));
+            }
+            return;
         }
-        return;
     }
-    c.answer_down(api::done);
-    let again = match c.restart {
-        Restart::Always => true,
-        Restart::OnFailure => code != 0,
-        Restart::No => false,
-    };
-    if !again {
-        log!(
-            "{label}: {}; not restarting (restart: {})",
-            describe_exit(code),
-            c.restart.as_str()
-        );
-        c.state = State::Exited;
-        return;
-    }
-    // A service that ran a while starts over with the shortest back-off.
-    if ran > Duration::from_secs(10) {
-        c.failures = 0;
-    }
-    let wait = backoff(c.failures);
-    c.failures += 1;
-    log!(
-        "{label}: {}; restarting in {:.2}s",
-        describe_exit(code),
-        wait.as_secs_f64()
-    );
-    c.state = State::Backoff;
-    c.next_start = Some(Instant::now() + wait);
 }
