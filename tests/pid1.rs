@@ -73,8 +73,12 @@ fn pid1_survives_floods_and_svc_does_what_it_says() {
     wait_for_pong(&mut guest, port, Duration::from_secs(300));
     guest.wait_for("pid1-before: ", 1, Duration::from_secs(10));
     // Both floods run; the crash-looping service keeps being restarted meanwhile.
-    guest.wait_for("flood-done", 1, Duration::from_secs(240));
-    guest.wait_for("zeros-done", 1, Duration::from_secs(120));
+    // (PID 1's own lines reach the console during a flood; the services' may be dropped.)
+    guest.wait_for(
+        "init: flood: exited with status 0; not restarting",
+        1,
+        Duration::from_secs(240),
+    );
     let t_flood_over = Instant::now();
     // redis answered throughout.
     assert_eq!(redis_cli(port, &["PING"]), "PONG");

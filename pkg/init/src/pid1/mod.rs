@@ -69,6 +69,7 @@ fn setup(exe: &str) -> Result<(), String> {
         log!("root moved to a tmpfs ({n} entries)");
     }
     system::mount_all()?;
+    system::share_mounts()?;
     log!(
         "osbuild init {} on {}",
         env!("CARGO_PKG_VERSION"),

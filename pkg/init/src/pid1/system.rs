@@ -75,6 +75,20 @@ pub fn mount_all() -> Result<(), String> {
     Ok(())
 }
 
+/// Make every mount shared, as systemd does: a container given a shared bind
+/// (`/var:/var:rshared,rbind` with `rootfsPropagation: shared`, as LinuxKit's mount package
+/// has) can then mount for the whole system. Containers get private copies by default.
+pub fn share_mounts() -> Result<(), String> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making the mounts shared: {e}"))
+}
+
 /// Make sure the directory `target` is there to mount on. A read-only root (a squashfs from
 /// `root=`) cannot get one: the image must hold it.
 fn mount_point(target: &str) -> Result<(), String> {

@@ -43,6 +43,12 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
     mount(NONE, "/", NONE, MsFlags::MS_REC | propagation, NONE)
         .map_err(|e| format!("making / {propagation:?}: {e}"))?;
     let root = bundle.rootfs();
+    // pivot_root refuses a root whose parent mount is shared; the mount holding the bundle
+    // goes private (in this namespace only), as runc does. Mounts bound from the host keep
+    // the propagation the config gives them.
+    let parent = containing_mount(root.parent().unwrap_or(Path::new("/")));
+    mount(NONE, &parent, NONE, MsFlags::MS_PRIVATE, NONE)
+        .map_err(|e| format!("making {} private: {e}", parent.display()))?;
     mount(
         Some(&root),
         &root,
@@ -114,6 +120,23 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
             .map_err(|e| format!("making the root read-only: {e}"))?;
     }
     Ok(())
+}
+
+/// The mount point of the mount `path` is on (the longest mount point above it).
+fn containing_mount(path: &Path) -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mount_point_of(&info, path)
+}
+
+/// [`containing_mount`] from the text of a `mountinfo` file.
+fn mount_point_of(mountinfo: &str, path: &Path) -> PathBuf {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.components().count())
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Create the mount points of `config.json`'s mounts in the container's root, from the host's
@@ -307,6 +330,18 @@ fn make_readonly(path: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_containing_mount_is_the_longest_mount_point_above() {
+        let info = "22 1 0:21 / / rw shared:1 - tmpfs root rw\n\
+                    23 22 0:22 / /var rw shared:2 - tmpfs tmpfs rw\n\
+                    24 23 0:23 / /var/lib\\040x rw - ext4 /dev/vda rw\n";
+        let at = |p: &str| mount_point_of(info, Path::new(p));
+        assert_eq!(at("/containers/services/redis"), Path::new("/"));
+        assert_eq!(at("/var/run/x"), Path::new("/var"));
+        assert_eq!(at("/variable"), Path::new("/"));
+        assert_eq!(at("/var/lib x/data"), Path::new("/var/lib x"));
+    }
 
     #[test]
     fn symlinks_resolve_inside_the_root() {

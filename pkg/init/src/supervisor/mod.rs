@@ -282,6 +282,17 @@ impl Supervisor {
     fn services(&mut self) {
         let services = self.indexes(Section::Service);
         self.say(&format!("starting {} services", services.len()));
+        for &i in &services {
+            let c = &self.containers[i];
+            for d in &c.depends_on {
+                if !services.iter().any(|&j| &self.containers[j].name == d) {
+                    self.say(&format!(
+                        "{}: dependsOn {d:?}, which is not a service; it will not start",
+                        c.name
+                    ));
+                }
+            }
+        }
         let t0 = self.world.now();
         let mut all_started = false;
         while self.shutdown.is_none() {
@@ -419,6 +430,11 @@ impl Supervisor {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Shutdown(a) => self.request_shutdown(a),
+            Event::Api(req, _, reply)
+                if self.shutdown.is_some() && matches!(req.op.as_str(), "start" | "restart") =>
+            {
+                let _ = reply.send(api::failed("the system is shutting down".into()));
+            }
             Event::Api(req, peer, reply) => {
                 let grace = self.settings.grace;
                 match api::answer(&mut self.containers, req, grace, peer) {
@@ -435,7 +451,15 @@ impl Supervisor {
     fn remove_stale_cgroups(&mut self) {
         let now = self.world.now();
         let world = self.world.clone();
+        let containers = &self.containers;
         self.stale_cgroups.retain(|(cgroup, until)| {
+            // A container that started again owns its cgroup once more.
+            if containers
+                .iter()
+                .any(|c| c.state == State::Running && &c.cgroup == cgroup)
+            {
+                return false;
+            }
             if world.remove_cgroup(cgroup) {
                 return false;
             }
