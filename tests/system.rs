@@ -295,7 +295,7 @@ fn redis_os_serves_restarts_and_powers_down_on_x86_64() {
         "svc logs -f did not follow:\n{}",
         guest.console()
     );
-    guest.type_line("pkill -f 'svc logs -f'");
+    guest.type_line("kill %1");
 
     // Kill redis from the console shell: the supervisor starts it again.
     guest.type_line("kill -9 $(pidof redis-server)");

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::image::Arch;
 use crate::spec::{ImageSpec, Loc, Mode, SpecError};
+use crate::tree::TreePath;
 
 /// A package's `build.yml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +73,34 @@ pub struct CargoBuilder {
     /// Release-profile settings. They live in the package folder, so its tag follows them.
     #[serde(default)]
     pub profile: CargoProfile,
+    /// Debian packages the image starts from; the binaries, files and links are laid over them.
+    #[serde(default)]
+    pub debian: Option<DebianLayer>,
+}
+
+/// The Debian layer a `cargo` builder starts from: the `debian` builder's package keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebianLayer {
+    /// Packages to unpack (with their dependencies).
+    pub include: Loc<Vec<String>>,
+    /// Paths to keep (with everything below them); all when empty.
+    #[serde(default)]
+    pub keep: Vec<Loc<String>>,
+    /// Debian suite (default `bookworm`).
+    #[serde(default)]
+    pub suite: Option<String>,
+}
+
+impl DebianLayer {
+    /// The packages and paths.
+    pub fn selection(&self) -> DebianSelection<'_> {
+        DebianSelection {
+            include: &self.include,
+            keep: &self.keep,
+            suite: self.suite.as_deref(),
+        }
+    }
 }
 
 /// The `[profile.release]` keys a `cargo` builder may set (cargo's defaults otherwise).
@@ -192,10 +221,11 @@ pub struct KernelBuilder {
 #[serde(deny_unknown_fields)]
 pub struct DebianBuilder {
     /// Packages to unpack (with their dependencies).
-    pub include: Vec<String>,
-    /// Paths to keep (with everything below them); all when empty.
+    pub include: Loc<Vec<String>>,
+    /// Paths to keep (with everything below them); all when empty. A component may hold `*`
+    /// (any characters) and `?` (one character), as in `/lib/*-linux-gnu/libc.so.6`.
     #[serde(default)]
-    pub keep: Vec<String>,
+    pub keep: Vec<Loc<String>>,
     /// Debian suite (default `bookworm`).
     #[serde(default)]
     pub suite: Option<String>,
@@ -205,6 +235,76 @@ pub struct DebianBuilder {
     /// Symbolic links to make: target (as written into the link) to the link paths.
     #[serde(default)]
     pub links: BTreeMap<String, Vec<Loc<String>>>,
+}
+
+impl DebianBuilder {
+    /// The packages and paths.
+    pub fn selection(&self) -> DebianSelection<'_> {
+        DebianSelection {
+            include: &self.include,
+            keep: &self.keep,
+            suite: self.suite.as_deref(),
+        }
+    }
+}
+
+/// Which Debian packages to unpack and which of their paths to keep, wherever a builder
+/// declares them.
+#[derive(Debug, Clone, Copy)]
+pub struct DebianSelection<'a> {
+    /// Packages to unpack.
+    pub include: &'a Loc<Vec<String>>,
+    /// Paths (or patterns) to keep; all when empty.
+    pub keep: &'a [Loc<String>],
+    /// Debian suite, when not the default.
+    pub suite: Option<&'a str>,
+}
+
+impl DebianSelection<'_> {
+    /// Check the package names and `keep` paths; `key` is where the selection is in `file`.
+    fn validate(&self, file: &Path, key: &str) -> Result<(), SpecError> {
+        if self.include.value.is_empty() {
+            return Err(SpecError::at(
+                file,
+                self.include,
+                format!("{key}.include"),
+                "names no package",
+            ));
+        }
+        // They are passed to mmdebstrap as one comma-separated list (apt's `name=version`
+        // and `name/suite` forms included).
+        let unfit =
+            |p: &String| p.is_empty() || p.contains(|c: char| c == ',' || c.is_whitespace());
+        if let Some(name) = self.include.value.iter().find(|p| unfit(p)) {
+            return Err(SpecError::at(
+                file,
+                self.include,
+                format!("{key}.include"),
+                format!("{name:?} is not a package name"),
+            ));
+        }
+        for (i, k) in self.keep.iter().enumerate() {
+            let at = |m: String| SpecError::at(file, k, format!("{key}.keep[{i}]"), m);
+            if !k.value.starts_with('/') {
+                return Err(at(format!("{:?} is not an absolute path", k.value)));
+            }
+            TreePath::parse(&k.value).map_err(|e| at(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Builder {
+    /// Check what can be checked before building; errors are located in `file`.
+    pub fn validate(&self, file: &Path) -> Result<(), SpecError> {
+        match self {
+            Builder::Debian(d) => d.selection().validate(file, "builder.debian"),
+            Builder::Cargo(CargoBuilder {
+                debian: Some(d), ..
+            }) => d.selection().validate(file, "builder.cargo.debian"),
+            Builder::Cargo(_) | Builder::Files(_) | Builder::Kernel(_) => Ok(()),
+        }
+    }
 }
 
 /// One file of a `files` builder.
@@ -243,6 +343,7 @@ impl Package {
             manifest,
         };
         package.arches(&path)?;
+        package.manifest.builder.validate(&path)?;
         Ok(package)
     }
 
@@ -352,6 +453,62 @@ mod tests {
             load("image: x\ncolour: red\nbuilder:\n  files: []\n")
                 .unwrap_err()
                 .contains("P/build.yml:2:1: colour: unknown field")
+        );
+    }
+
+    #[test]
+    fn a_cargo_builder_may_start_from_debian_packages() {
+        let p = load("image: x\nbuilder:\n  cargo:\n    binaries: [{name: x, path: /usr/bin/x}]\n    debian:\n      include: [e2fsprogs]\n      keep: [/sbin/mke2fs, \"/lib/*-linux-gnu/libc.so.6\"]\n").unwrap();
+        let Builder::Cargo(c) = &p.manifest.builder else {
+            panic!("not a cargo builder")
+        };
+        let d = c.debian.as_ref().expect("a debian layer").selection();
+        assert_eq!(d.include.value, ["e2fsprogs"]);
+        let keep: Vec<&str> = d.keep.iter().map(|k| k.value.as_str()).collect();
+        assert_eq!(keep, ["/sbin/mke2fs", "/lib/*-linux-gnu/libc.so.6"]);
+        assert_eq!(d.suite, None);
+        let p = load("image: x\nbuilder:\n  cargo:\n    binaries: []\n").unwrap();
+        let Builder::Cargo(c) = &p.manifest.builder else {
+            panic!("not a cargo builder")
+        };
+        assert!(c.debian.is_none());
+    }
+
+    #[test]
+    fn debian_layers_are_checked_where_they_are_written() {
+        let cargo = |debian: &str| {
+            load(&format!(
+                "image: x\nbuilder:\n  cargo:\n    binaries: []\n    debian: {debian}\n"
+            ))
+            .unwrap_err()
+        };
+        assert_eq!(
+            cargo("{include: [e2fsprogs], files: []}"),
+            "P/build.yml:5:36: builder.cargo.debian.files: unknown field `files`, expected one of include, keep, suite"
+        );
+        assert_eq!(
+            cargo("{include: []}"),
+            "P/build.yml:5:23: builder.cargo.debian.include: names no package"
+        );
+        assert_eq!(
+            cargo("{include: [\"a,b\"]}"),
+            "P/build.yml:5:23: builder.cargo.debian.include: \"a,b\" is not a package name"
+        );
+        assert_eq!(
+            cargo("{include: [e2fsprogs], keep: [/sbin, lib]}"),
+            "P/build.yml:5:50: builder.cargo.debian.keep[1]: \"lib\" is not an absolute path"
+        );
+        assert_eq!(
+            cargo("{include: [e2fsprogs], keep: [/a/../../b]}"),
+            "P/build.yml:5:43: builder.cargo.debian.keep[0]: path \"/a/../../b\" escapes the root with '..'"
+        );
+        let e = cargo("{keep: [/sbin]}");
+        assert!(e.starts_with("P/build.yml:5:"), "{e}");
+        assert!(e.contains("missing field `include`"), "{e}");
+        assert_eq!(
+            load("image: x\nbuilder:\n  debian:\n    include: [redis-server]\n    keep: [usr]\n")
+                .unwrap_err(),
+            "P/build.yml:5:12: builder.debian.keep[0]: \"usr\" is not an absolute path"
         );
     }
 }

@@ -2,12 +2,15 @@
 //! the target architecture and placed at declared paths. The host's architecture is built with
 //! the toolchain on `PATH` (rustup's); others with Debian's rustc and its std sources
 //! (`-Zbuild-std`) and the Debian cross linker, so no emulation and no container are needed.
+//! With `debian:` the image starts from Debian packages of the target architecture (the
+//! `debian` builder's layer) and the binaries, files and links are laid over them.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use super::RootFs;
 use crate::image::Arch;
 use crate::pkg::manifest::CargoBuilder;
 use crate::pkg::{Package, PkgError};
@@ -47,9 +50,18 @@ fn target(arch: Arch) -> Target {
     }
 }
 
+/// Check that cargo, mmdebstrap when `spec` starts from Debian packages and, for other
+/// architectures than the host's, Debian's rustc and the cross linker are there.
+pub fn preflight(spec: &CargoBuilder, arch: Arch) -> Result<(), PkgError> {
+    if spec.debian.is_some() {
+        super::debian::preflight()?;
+    }
+    preflight_compiler(arch)
+}
+
 /// Check that cargo and, for other architectures than the host's, Debian's rustc and the
 /// cross linker are there.
-pub fn preflight(arch: Arch) -> Result<(), PkgError> {
+fn preflight_compiler(arch: Arch) -> Result<(), PkgError> {
     super::tools::require("cargo", "install the Rust toolchain (https://rustup.rs)")?;
     if arch == Arch::host() {
         return Ok(());
@@ -157,7 +169,7 @@ fn command(
     }
     cmd.envs(spec.profile.env());
     if cross {
-        preflight(arch)?;
+        preflight_compiler(arch)?;
         let linker = format!("{}-gcc", t.gnu);
         cmd.arg("-Zbuild-std=std,panic_abort")
             .env("RUSTC", DEBIAN_RUSTC)
@@ -176,13 +188,14 @@ fn command(
     Ok(cmd)
 }
 
-/// Build the package's binaries for `arch` and put each at its path.
+/// Build the package's binaries for `arch` and put each at its path, over the Debian layer
+/// when there is one.
 pub fn build(
     package: &Package,
     spec: &CargoBuilder,
     arch: Arch,
     mtime: i64,
-) -> Result<Tree, PkgError> {
+) -> Result<RootFs, PkgError> {
     let file = package.dir.join("build.yml");
     let manifest = package.dir.join("Cargo.toml");
     if !manifest.is_file() {
@@ -192,7 +205,7 @@ pub fn build(
             package.dir.display()
         )));
     }
-    preflight(arch)?;
+    preflight(spec, arch)?;
     let (target_dir, workspace_root) = workspace(&manifest)?;
     let target_dir = target_dir.join("osbuild-pkg");
     let mut cmd = command(&manifest, spec, arch, &target_dir, &workspace_root)?;
@@ -213,7 +226,13 @@ pub fn build(
     ]
     .iter()
     .collect();
-    let mut tree = Tree::new(mtime);
+    let (mut tree, scratch) = match &spec.debian {
+        Some(debian) => {
+            let built = super::debian::layer(package, "cargo", debian.selection(), arch, mtime)?;
+            (built.tree, Some(built.scratch))
+        }
+        None => (Tree::new(mtime), None),
+    };
     let dir_meta = Meta::root(0o755, mtime);
     for (i, b) in spec.binaries.iter().enumerate() {
         let built = out_dir.join(&b.name.value);
@@ -254,7 +273,7 @@ pub fn build(
         "builder.cargo.links",
         mtime,
     )?;
-    Ok(tree)
+    Ok(RootFs { tree, scratch })
 }
 
 #[cfg(test)]

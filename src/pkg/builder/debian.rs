@@ -1,13 +1,16 @@
 //! The `debian` builder: a root filesystem from Debian packages of the target architecture,
 //! unpacked by `mmdebstrap --variant=extract` (no maintainer scripts, so foreign architectures
-//! need no emulation), then cut down to the paths the program needs.
+//! need no emulation), then cut down to the paths the program needs. The `cargo` builder
+//! starts from the same layer when it declares `debian:`.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
 use crate::flatten::apply_layer;
 use crate::image::Arch;
-use crate::pkg::manifest::DebianBuilder;
+use crate::pkg::manifest::{DebianBuilder, DebianSelection};
 use crate::pkg::{Package, PkgError};
 use crate::tree::{Directory, Inode, Tree, TreePath};
 
@@ -71,10 +74,38 @@ fn first_error(stderr: &str) -> Option<&str> {
         .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
 }
 
-/// Unpack `spec.include` for `arch` and keep what `spec.keep` selects.
+/// Unpack `spec.include` for `arch`, keep what `spec.keep` selects and lay `spec.files` and
+/// `spec.links` over it.
 pub fn build(
     package: &Package,
     spec: &DebianBuilder,
+    arch: Arch,
+    mtime: i64,
+) -> Result<Built, PkgError> {
+    let mut built = layer(package, "debian", spec.selection(), arch, mtime)?;
+    super::files::add_files(
+        &mut built.tree,
+        package,
+        &spec.files,
+        "builder.debian.files",
+        mtime,
+    )?;
+    super::files::add_links(
+        &mut built.tree,
+        package,
+        &spec.links,
+        "builder.debian.links",
+        mtime,
+    )?;
+    Ok(built)
+}
+
+/// The packages `selection` includes, unpacked for `arch`, cut to its `keep` paths and stamped
+/// with `mtime`. `builder` names the caller in errors.
+pub fn layer(
+    package: &Package,
+    builder: &str,
+    selection: DebianSelection<'_>,
     arch: Arch,
     mtime: i64,
 ) -> Result<Built, PkgError> {
@@ -83,54 +114,98 @@ pub fn build(
         .tempdir()
         .map_err(|e| PkgError::io(&std::env::temp_dir(), e))?;
     let out = scratch.path().join("rootfs.tar");
-    let suite = spec.suite.as_deref().unwrap_or(DEFAULT_SUITE);
-    unpack(package, "debian", &spec.include, arch, suite, &out, mtime)?;
+    let suite = selection.suite.unwrap_or(DEFAULT_SUITE);
+    unpack(
+        package,
+        builder,
+        &selection.include.value,
+        arch,
+        suite,
+        &out,
+        mtime,
+    )?;
     let mut tree = Tree::new(mtime);
     apply_layer(&mut tree, &out).map_err(|e| PkgError::Usage(e.to_string()))?;
-    if !spec.keep.is_empty() {
-        let keep: Vec<TreePath> = spec
+    if !selection.keep.is_empty() {
+        let keep: Vec<Pattern> = selection
             .keep
             .iter()
-            .map(|k| TreePath::parse(k).map_err(|e| PkgError::Usage(format!("keep {k:?}: {e}"))))
+            .map(|k| Pattern::parse(&k.value))
             .collect::<Result<_, _>>()?;
-        let mut path = TreePath::root();
-        retain(&mut tree.root, &mut path, &keep);
+        retain(&mut tree.root, &mut Vec::new(), &keep);
     }
     stamp(&mut tree.root, mtime);
-    super::files::add_files(
-        &mut tree,
-        package,
-        &spec.files,
-        "builder.debian.files",
-        mtime,
-    )?;
-    super::files::add_links(
-        &mut tree,
-        package,
-        &spec.links,
-        "builder.debian.links",
-        mtime,
-    )?;
     Ok(Built { tree, scratch })
 }
 
-/// Keep entries that are, lead to, or lie under one of `keep`.
-fn retain(dir: &mut Directory, path: &mut TreePath, keep: &[TreePath]) {
-    dir.entries.retain(|name, inode| {
-        path.push(name);
-        let wanted = keep
+/// A `keep` path whose components may hold `*` (any run of characters) and `?` (any one).
+#[derive(Debug)]
+struct Pattern(Vec<OsString>);
+
+impl Pattern {
+    fn parse(text: &str) -> Result<Pattern, PkgError> {
+        let path =
+            TreePath::parse(text).map_err(|e| PkgError::Usage(format!("keep {text:?}: {e}")))?;
+        Ok(Pattern(path.components().map(OsStr::to_owned).collect()))
+    }
+
+    /// Whether `path`'s components and the pattern's match as far as both go.
+    fn agrees(&self, path: &[OsString]) -> bool {
+        self.0
             .iter()
-            .any(|k| path.starts_with(k) || k.starts_with(path));
-        let kept = wanted
-            && match inode {
-                Inode::Directory(sub) => {
-                    if !keep.iter().any(|k| path.starts_with(k)) {
-                        retain(sub, path, keep);
-                    }
-                    true
+            .zip(path)
+            .all(|(p, name)| glob(p.as_bytes(), name.as_bytes()))
+    }
+
+    /// Whether `path` is what the pattern names or lies under it.
+    fn covers(&self, path: &[OsString]) -> bool {
+        path.len() >= self.0.len() && self.agrees(path)
+    }
+}
+
+/// Whether `name` matches `pattern` (`*`: any run of bytes, `?`: any one byte).
+fn glob(pattern: &[u8], name: &[u8]) -> bool {
+    // The classic backtracking match: only the last `*` needs revisiting.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
                 }
-                Inode::Leaf(_) => keep.iter().any(|k| path.starts_with(k)),
-            };
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Keep entries that are, lead to, or lie under a path one of `keep` matches.
+fn retain(dir: &mut Directory, path: &mut Vec<OsString>, keep: &[Pattern]) {
+    dir.entries.retain(|name, inode| {
+        path.push(name.clone());
+        let covered = keep.iter().any(|k| k.covers(path));
+        let kept = match inode {
+            Inode::Directory(sub) if !covered => {
+                let leads = keep.iter().any(|k| k.agrees(path));
+                if leads {
+                    retain(sub, path, keep);
+                }
+                leads
+            }
+            _ => covered,
+        };
         path.pop();
         kept
     });
@@ -178,12 +253,11 @@ mod tests {
             }));
             t.insert(&TreePath::parse(p).unwrap(), leaf, &meta).unwrap();
         }
-        let keep: Vec<TreePath> = ["/usr/bin/redis", "/usr/lib", "/etc/redis"]
+        let keep: Vec<Pattern> = ["/usr/bin/redis", "/usr/lib", "/etc/redis"]
             .iter()
-            .map(|k| TreePath::parse(k).unwrap())
+            .map(|k| Pattern::parse(k).unwrap())
             .collect();
-        let mut path = TreePath::root();
-        retain(&mut t.root, &mut path, &keep);
+        retain(&mut t.root, &mut Vec::new(), &keep);
         stamp(&mut t.root, 1);
         let names: Vec<String> = dump(&t, true)
             .lines()
@@ -208,5 +282,71 @@ mod tests {
             dump(&t, true).lines().all(|l| l.contains(" t=1 ")),
             "every entry stamped"
         );
+    }
+
+    #[test]
+    fn globs_match_within_one_component() {
+        assert!(glob(b"libext2fs.so.2*", b"libext2fs.so.2"));
+        assert!(glob(b"libext2fs.so.2*", b"libext2fs.so.2.4"));
+        assert!(!glob(b"libext2fs.so.2*", b"libext2fs.so.1"));
+        assert!(glob(b"*-linux-gnu", b"x86_64-linux-gnu"));
+        assert!(glob(b"ld*", b"ld64.so.1"));
+        assert!(glob(b"a*b*c", b"aXbYbZc"));
+        assert!(!glob(b"a*b*c", b"aXbYbZ"));
+        assert!(glob(b"lib?.so", b"libc.so"));
+        assert!(!glob(b"lib?.so", b"lib.so"));
+        assert!(glob(b"*", b""));
+        assert!(!glob(b"x", b""));
+    }
+
+    #[test]
+    fn keep_patterns_select_the_same_files_on_every_architecture() {
+        let meta = Meta::root(0o755, 5);
+        let keep: Vec<Pattern> = [
+            "/sbin/mke2fs",
+            "/lib/*-linux-gnu/libc.so.6",
+            "/lib/*-linux-gnu/libext2fs.so.2*",
+        ]
+        .iter()
+        .map(|k| Pattern::parse(k).unwrap())
+        .collect();
+        for triple in ["x86_64-linux-gnu", "aarch64-linux-gnu", "s390x-linux-gnu"] {
+            let mut t = Tree::new(5);
+            for p in [
+                "sbin/mke2fs".to_string(),
+                "sbin/e2fsck".into(),
+                format!("lib/{triple}/libc.so.6"),
+                format!("lib/{triple}/libm.so.6"),
+                format!("lib/{triple}/libext2fs.so.2"),
+                format!("lib/{triple}/libext2fs.so.2.4"),
+                "lib/systemd/x".into(),
+            ] {
+                let leaf = Inode::Leaf(Arc::new(Leaf {
+                    meta: Meta::root(0o644, 9),
+                    kind: LeafKind::File(Content::inline(vec![])),
+                }));
+                t.insert(&TreePath::parse(&p).unwrap(), leaf, &meta)
+                    .unwrap();
+            }
+            retain(&mut t.root, &mut Vec::new(), &keep);
+            let names: Vec<String> = dump(&t, true)
+                .lines()
+                .map(|l| l.split(' ').next().unwrap().to_string())
+                .collect();
+            let lib = format!("/lib/{triple}");
+            assert_eq!(
+                names,
+                [
+                    "/".to_string(),
+                    "/lib".into(),
+                    lib.clone(),
+                    format!("{lib}/libc.so.6"),
+                    format!("{lib}/libext2fs.so.2"),
+                    format!("{lib}/libext2fs.so.2.4"),
+                    "/sbin".into(),
+                    "/sbin/mke2fs".into(),
+                ]
+            );
+        }
     }
 }

@@ -28,7 +28,7 @@ pub fn preflight(package: &Package, arch: Arch) -> Result<(), PkgError> {
             debian::preflight()?;
             tools::require("depmod", "apt-get install kmod").map(|_| ())
         }
-        Builder::Cargo(_) => cargo::preflight(arch),
+        Builder::Cargo(spec) => cargo::preflight(spec, arch),
     }
 }
 
@@ -46,10 +46,7 @@ pub fn root_filesystem(package: &Package, arch: Arch, mtime: i64) -> Result<Root
                 scratch: Some(built.scratch),
             })
         }
-        Builder::Cargo(spec) => Ok(RootFs {
-            tree: cargo::build(package, spec, arch, mtime)?,
-            scratch: None,
-        }),
+        Builder::Cargo(spec) => cargo::build(package, spec, arch, mtime),
         Builder::Kernel(spec) => {
             let built = kernel::build(package, spec, arch, mtime)?;
             Ok(RootFs {

@@ -43,12 +43,13 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
     mount(NONE, "/", NONE, MsFlags::MS_REC | propagation, NONE)
         .map_err(|e| format!("making / {propagation:?}: {e}"))?;
     let root = bundle.rootfs();
-    // pivot_root refuses a root whose parent mount is shared; the mount holding the bundle
-    // goes private (in this namespace only), as runc does. Mounts bound from the host keep
-    // the propagation the config gives them.
-    let parent = containing_mount(root.parent().unwrap_or(Path::new("/")));
-    mount(NONE, &parent, NONE, MsFlags::MS_PRIVATE, NONE)
-        .map_err(|e| format!("making {} private: {e}", parent.display()))?;
+    // pivot_root refuses a shared new root or a shared parent of it: the mount holding the
+    // root (its own mount when it is one) goes private in this namespace, as runc does, so
+    // the bind below is private too. Mounts bound from the host keep the propagation the
+    // config gives them.
+    let holder = containing_mount(&root);
+    mount(NONE, &holder, NONE, MsFlags::MS_PRIVATE, NONE)
+        .map_err(|e| format!("making {} private: {e}", holder.display()))?;
     mount(
         Some(&root),
         &root,
@@ -100,9 +101,17 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
         mounts::remount(dest, MsFlags::MS_BIND | MsFlags::MS_RDONLY | *keep)
             .map_err(|e| format!("making {} read-only: {e}", dest.display()))?;
     }
+    let old_root = std::fs::File::open("/").map_err(|e| format!("opening /: {e}"))?;
     std::env::set_current_dir(&root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    // The old root now lies over the new one. From inside it (as runc does), it becomes a
+    // slave, so that detaching it cannot unmount anything of the host's, whose mounts it may
+    // share; the new root's own mounts keep their propagation.
+    nix::unistd::fchdir(&old_root).map_err(|e| format!("entering the old root: {e}"))?;
+    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .map_err(|e| format!("making the old root a slave: {e}"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    drop(old_root);
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     // Before /proc/sys goes read-only.
     for (key, value) in &c.linux.sysctl {
@@ -122,7 +131,8 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
     Ok(())
 }
 
-/// The mount point of the mount `path` is on (the longest mount point above it).
+/// The mount point of the mount `path` is on: `path` itself when it is a mount point, else
+/// the longest mount point above it.
 fn containing_mount(path: &Path) -> PathBuf {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     mount_point_of(&info, path)
