@@ -286,9 +286,9 @@ fn add_bundle(
         }
     }
     for (name, body) in [
-        ("config.json", &plan.config_json),
-        ("runtime.json", &plan.runtime_json),
-        ("supervise.json", &plan.supervise_json),
+        (osbuild_bundle::CONFIG_JSON, &plan.config_json),
+        (osbuild_bundle::RUNTIME_JSON, &plan.runtime_json),
+        (osbuild_bundle::SUPERVISE_JSON, &plan.supervise_json),
     ] {
         let file = leaf(
             Meta::root(0o644, mtime),

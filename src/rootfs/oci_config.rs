@@ -16,7 +16,7 @@ use oci_spec::runtime::{
 };
 use serde::Serialize;
 
-use crate::spec::{ALL_CAPABILITIES, IdMap, IdMapping, ImageSpec};
+use crate::spec::{IdMap, IdMapping, ImageSpec, all_capabilities};
 
 /// Facts about a volume containers may bind.
 #[derive(Debug, Clone, Copy)]
@@ -107,17 +107,23 @@ fn expand_caps(list: Option<Vec<String>>) -> Vec<String> {
     if let [only] = &list[..] {
         match only.to_ascii_lowercase().as_str() {
             "none" => return Vec::new(),
-            "all" => return ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            "all" => return all_capabilities().map(str::to_string).collect(),
             _ => {}
         }
     }
     list
 }
 
+/// The capability `name` (upper case, `CAP_` optional). The bundle contract's table decides
+/// what is known, so the init can apply every name written; oci-spec's enum only carries it.
 fn to_capability(name: &str) -> Result<Capability, String> {
-    // oci-spec parses the names without their `CAP_` prefix.
     let bare = name.strip_prefix("CAP_").unwrap_or(name);
-    Capability::from_str(bare).map_err(|_| format!("unknown capability {name:?}"))
+    let unknown = || format!("unknown capability {name:?}");
+    let known = osbuild_bundle::CAPABILITIES
+        .iter()
+        .find(|c| c.name.strip_prefix("CAP_") == Some(bare))
+        .ok_or_else(unknown)?;
+    Capability::from_str(&known.name["CAP_".len()..]).map_err(|_| unknown())
 }
 
 fn idmap(

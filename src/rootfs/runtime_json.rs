@@ -3,60 +3,70 @@
 //! needs: a self bind of a read-only `rootfs/` (pivot_root wants a mount point), or the tmpfs
 //! and overlay that make a writable container's root from `lower/`.
 //!
-//! The document has LinuxKit's shape: every key present (empty lists, `""` for each namespace
-//! of `bindNS` and for `namespace`). The init makes the overlay's `upperdir` and `workdir`
-//! while mounting it (mounts come before `mkdir`), so no `mkdir` entry is added for them.
+//! The document is [`osbuild_bundle::Runtime`], the type the init reads: LinuxKit's shape,
+//! every key present (empty lists, `""` for each namespace of `bindNS` and for `namespace`).
+//! The spec's YAML types (strict, merged key by key with the label's) are mapped onto it
+//! here. The init makes the overlay's `upperdir` and `workdir` while mounting it (mounts come
+//! before `mkdir`), so no `mkdir` entry is added for them.
 
-use serde::Serialize;
+use osbuild_bundle::{BindNs, IdMapping, Interface, Mount, Runtime};
 
 use super::oci_config::{pretty_json, volume_merged_dir};
 use crate::spec::{BindNsSpec, ImageSpec, InterfaceSpec, MountSpec};
 
-#[derive(Debug, Serialize)]
-struct RuntimeJson {
-    cgroups: Vec<String>,
-    mounts: Vec<MountSpec>,
-    mkdir: Vec<String>,
-    interfaces: Vec<InterfaceSpec>,
-    #[serde(rename = "bindNS")]
-    bind_ns: BindNsJson,
-    namespace: String,
-}
-
 /// `bindNS` with every namespace written, `""` meaning "do not bind".
-#[derive(Debug, Serialize)]
-struct BindNsJson {
-    cgroup: String,
-    ipc: String,
-    mnt: String,
-    net: String,
-    pid: String,
-    user: String,
-    uts: String,
-}
-
-impl From<&BindNsSpec> for BindNsJson {
-    fn from(b: &BindNsSpec) -> Self {
-        let path = |p: &Option<String>| p.clone().unwrap_or_default();
-        BindNsJson {
-            cgroup: path(&b.cgroup),
-            ipc: path(&b.ipc),
-            mnt: path(&b.mnt),
-            net: path(&b.net),
-            pid: path(&b.pid),
-            user: path(&b.user),
-            uts: path(&b.uts),
-        }
+fn bind_ns(b: &BindNsSpec) -> BindNs {
+    let path = |p: &Option<String>| p.clone().unwrap_or_default();
+    BindNs {
+        cgroup: path(&b.cgroup),
+        ipc: path(&b.ipc),
+        mnt: path(&b.mnt),
+        net: path(&b.net),
+        pid: path(&b.pid),
+        user: path(&b.user),
+        uts: path(&b.uts),
     }
 }
 
-fn m(destination: &str, kind: &str, source: &str, options: &[&str]) -> MountSpec {
-    MountSpec {
+/// A spec mount as the document carries it.
+fn mount(m: &MountSpec) -> Mount {
+    let ids = |list: &[crate::spec::IdMapping]| {
+        list.iter()
+            .map(|i| IdMapping {
+                host_id: i.host_id,
+                container_id: i.container_id,
+                size: i.size,
+            })
+            .collect()
+    };
+    Mount {
+        destination: m.destination.clone(),
+        kind: m.kind.clone(),
+        source: m.source.clone(),
+        options: m.options.clone(),
+        uid_mappings: ids(&m.uid_mappings),
+        gid_mappings: ids(&m.gid_mappings),
+    }
+}
+
+/// A spec interface as the document carries it.
+fn interface(i: &InterfaceSpec) -> Interface {
+    Interface {
+        name: i.name.clone(),
+        add: i.add.clone(),
+        peer: i.peer.clone(),
+        create_in_root: i.create_in_root,
+    }
+}
+
+/// A mount of osbuild's own layout.
+fn m(destination: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
+    Mount {
         destination: destination.into(),
         kind: kind.into(),
         source: source.into(),
         options: options.iter().map(|s| s.to_string()).collect(),
-        ..MountSpec::default()
+        ..Mount::default()
     }
 }
 
@@ -76,19 +86,19 @@ pub fn runtime_json(spec: &ImageSpec, bundle: &str, readonly: bool) -> Result<Ve
             m(&root, "overlay", "overlay", &[&overlay]),
         ]
     };
-    for mount in runtime.mounts.iter().flatten() {
-        let mut mount = mount.clone();
+    for spec_mount in runtime.mounts.iter().flatten() {
+        let mut mount = mount(spec_mount);
         if mount.kind == "bind" && !mount.source.is_empty() && !mount.source.starts_with('/') {
             mount.source = volume_merged_dir(&mount.source);
         }
         mounts.push(mount);
     }
-    let body = RuntimeJson {
+    let body = Runtime {
         cgroups: runtime.cgroups.unwrap_or_default(),
         mounts,
         mkdir: runtime.mkdir.unwrap_or_default(),
-        interfaces: runtime.interfaces.unwrap_or_default(),
-        bind_ns: BindNsJson::from(&runtime.bind_ns.unwrap_or_default()),
+        interfaces: runtime.interfaces.iter().flatten().map(interface).collect(),
+        bind_ns: bind_ns(&runtime.bind_ns.unwrap_or_default()),
         namespace: runtime.namespace.unwrap_or_default(),
     };
     pretty_json(&body)

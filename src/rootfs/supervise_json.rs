@@ -1,32 +1,23 @@
-//! A bundle's `supervise.json`: the spec's supervision keys for the image's init, only those
-//! set: `timeout` (seconds, a JSON number such as `0.5`), `restart` (`always`, `on-failure`,
-//! `no`) and `dependsOn` (service names, left out when empty); `{}` when none is set.
+//! A bundle's `supervise.json` ([`osbuild_bundle::Supervise`], the type the init reads): the
+//! spec's supervision keys for the image's init, only those set: `timeout` (seconds, a JSON
+//! number such as `0.5`), `restart` (`always`, `on-failure`, `no`) and `dependsOn` (service
+//! names, left out when empty); `{}` when none is set.
 
-use serde::Serialize;
+use osbuild_bundle::Supervise;
 
 use super::oci_config::pretty_json;
 use crate::spec::ImageSpec;
 
-#[derive(Debug, Serialize)]
-struct SuperviseJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    restart: Option<&'static str>,
-    #[serde(rename = "dependsOn", skip_serializing_if = "Vec::is_empty")]
-    depends_on: Vec<&'a str>,
-}
-
 /// `supervise.json` for the container `spec` (a validated spec entry).
 pub fn supervise_json(spec: &ImageSpec) -> Result<Vec<u8>, String> {
-    pretty_json(&SuperviseJson {
+    pretty_json(&Supervise {
         timeout: spec.timeout.as_ref().map(|t| t.value.as_secs_f64()),
-        restart: spec.restart.as_ref().map(|r| r.value.as_str()),
+        restart: spec.restart.as_ref().map(|r| r.value),
         depends_on: spec
             .depends_on
             .iter()
             .flatten()
-            .map(|d| d.value.as_str())
+            .map(|d| d.value.clone())
             .collect(),
     })
 }

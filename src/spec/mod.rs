@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use capabilities::{ALL_CAPABILITIES, is_known_capability};
+pub use capabilities::{all_capabilities, is_known_capability};
 pub use ids::IdMap;
 pub use label::resolve_image_config;
 pub use load::{LoadedSpec, SpecError, load, load_str, parse_located};

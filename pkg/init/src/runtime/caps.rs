@@ -1,5 +1,8 @@
-//! Capability names (as in `config.json`) and the five sets applied to the process.
+//! Capability names (as in `config.json`) and the five sets applied to the process. Names are
+//! looked up in the bundle contract's table ([`osbuild_bundle::CAPABILITIES`]), the one the
+//! builder checks the spec against, and applied by number; rustix makes the system calls.
 
+use osbuild_bundle::{CAPABILITIES, Capability, capability};
 use rustix::thread::{
     CapabilitySet, CapabilitySets, capability_is_in_bounding_set, clear_ambient_capability_set,
     configure_capability_in_ambient_set, remove_capability_from_bounding_set, set_capabilities,
@@ -7,28 +10,35 @@ use rustix::thread::{
 
 use super::config::Capabilities;
 
-/// The set of the capabilities named, `CAP_NET_ADMIN` style (any case; unknown names are an
-/// error). rustix's flags carry the kernel's names and numbers.
+/// The capabilities named, `CAP_NET_ADMIN` style (any case, `CAP_` optional; unknown names
+/// are an error).
+fn lookup(names: &[String]) -> Result<Vec<Capability>, String> {
+    names
+        .iter()
+        .map(|name| capability(name).ok_or_else(|| format!("unknown capability {name:?}")))
+        .collect()
+}
+
+/// The one-capability set of `cap`.
+fn single(cap: Capability) -> CapabilitySet {
+    CapabilitySet::from_bits_retain(1 << cap.number)
+}
+
+/// The set of the capabilities named (see [`lookup`]).
 pub fn set_of(names: &[String]) -> Result<CapabilitySet, String> {
-    let mut set = CapabilitySet::empty();
-    for name in names {
-        let upper = name.to_ascii_uppercase();
-        let cap = upper
-            .strip_prefix("CAP_")
-            .and_then(CapabilitySet::from_name)
-            .ok_or_else(|| format!("unknown capability {name:?}"))?;
-        set |= cap;
-    }
-    Ok(set)
+    Ok(lookup(names)?
+        .into_iter()
+        .fold(CapabilitySet::empty(), |set, cap| set | single(cap)))
 }
 
 /// Drop what is not in the bounding set (needs CAP_SETPCAP: do it while still root).
 pub fn limit_bounding(caps: &Capabilities) -> Result<(), String> {
     let keep = set_of(&caps.bounding)?;
-    for (name, cap) in CapabilitySet::all().iter_names() {
-        if !keep.contains(cap) && capability_is_in_bounding_set(cap).unwrap_or(false) {
-            remove_capability_from_bounding_set(cap)
-                .map_err(|e| format!("dropping CAP_{name} from the bounding set: {e}"))?;
+    for cap in CAPABILITIES {
+        let one = single(cap);
+        if !keep.contains(one) && capability_is_in_bounding_set(one).unwrap_or(false) {
+            remove_capability_from_bounding_set(one)
+                .map_err(|e| format!("dropping {} from the bounding set: {e}", cap.name))?;
         }
     }
     Ok(())
@@ -43,8 +53,8 @@ pub fn apply(caps: &Capabilities) -> Result<(), String> {
     };
     set_capabilities(None, sets).map_err(|e| format!("capset: {e}"))?;
     clear_ambient_capability_set().map_err(|e| format!("clearing ambient capabilities: {e}"))?;
-    for cap in set_of(&caps.ambient)?.iter() {
-        configure_capability_in_ambient_set(cap, true)
+    for cap in lookup(&caps.ambient)? {
+        configure_capability_in_ambient_set(single(cap), true)
             .map_err(|e| format!("raising an ambient capability: {e}"))?;
     }
     Ok(())
@@ -69,6 +79,24 @@ mod tests {
             set_of(&["CAP_NOPE".into()])
                 .unwrap_err()
                 .contains("CAP_NOPE")
+        );
+    }
+
+    #[test]
+    fn the_contracts_numbers_are_rustixs() {
+        // The shared table against the kernel headers rustix is built from.
+        for cap in CAPABILITIES {
+            let bare = &cap.name["CAP_".len()..];
+            assert_eq!(
+                CapabilitySet::from_name(bare),
+                Some(single(cap)),
+                "{}",
+                cap.name
+            );
+        }
+        assert_eq!(
+            CapabilitySet::all().iter_names().count(),
+            CAPABILITIES.len()
         );
     }
 }

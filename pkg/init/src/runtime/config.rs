@@ -1,10 +1,14 @@
-//! The parts of a bundle's `config.json` (OCI runtime spec) and `runtime.json` (LinuxKit's
-//! extra setup) the runtime acts on.
+//! The parts of a bundle's `config.json` (OCI runtime spec) the runtime acts on, and the
+//! reading of every bundle document. `runtime.json` and `supervise.json` are the bundle
+//! contract's types ([`osbuild_bundle`]), the ones the builder writes with; `config.json`'s
+//! mounts and id mappings have the contract's shapes too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+
+pub use osbuild_bundle::{IdMapping, Interface, Mount, Runtime, Supervise};
 
 /// `config.json`.
 #[derive(Debug, Default, Deserialize)]
@@ -92,27 +96,6 @@ pub struct Root {
     pub path: String,
     /// Mount the root read-only.
     pub readonly: bool,
-}
-
-/// A mount (in `config.json` or `runtime.json`).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
-pub struct Mount {
-    /// Where.
-    pub destination: String,
-    /// Filesystem type (`bind` for binds).
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    /// Source device, path or name.
-    pub source: Option<String>,
-    /// `mount -o` style options.
-    pub options: Vec<String>,
-    /// Id mappings of an idmapped mount (refused: not supported).
-    #[serde(rename = "uidMappings")]
-    pub uid_mappings: Vec<IdMapping>,
-    /// Group mappings of an idmapped mount (refused: not supported).
-    #[serde(rename = "gidMappings")]
-    pub gid_mappings: Vec<IdMapping>,
 }
 
 /// `linux`.
@@ -249,65 +232,6 @@ pub struct Namespace {
     pub path: Option<String>,
 }
 
-/// `runtime.json`: LinuxKit's setup done in the host's namespaces before the container starts.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Runtime {
-    /// Mounts made first (for writable containers: a tmpfs and an overlay over `lower`).
-    pub mounts: Vec<Mount>,
-    /// Directories created first.
-    pub mkdir: Vec<String>,
-    /// cgroups to create (paths under the cgroup2 root), e.g. for a container runtime inside.
-    pub cgroups: Vec<String>,
-    /// Namespaces to bind-mount to a path once created, so others can join them.
-    #[serde(rename = "bindNS")]
-    pub bind_ns: BTreeMap<String, String>,
-    /// Network interfaces to move into the container's network namespace or create there.
-    pub interfaces: Vec<Interface>,
-}
-
-/// One `runtime.json` interface (LinuxKit's semantics).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct Interface {
-    /// The link's name (in the container).
-    pub name: String,
-    /// The kind of link to create (`veth`, `dummy`, `wireguard`, ...); empty moves an existing
-    /// link of the host.
-    pub add: String,
-    /// A veth's other end, left in the host's namespace.
-    pub peer: String,
-    /// Create the link in the host's namespace, then move it.
-    pub create_in_root: bool,
-}
-
-/// One `linux.uidMappings` or `linux.gidMappings` range.
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct IdMapping {
-    /// First id inside the namespace.
-    #[serde(rename = "containerID")]
-    pub container_id: u32,
-    /// First id outside.
-    #[serde(rename = "hostID")]
-    pub host_id: u32,
-    /// Number of ids.
-    pub size: u32,
-}
-
-/// `supervise.json`: how the supervisor treats the container (spec keys `timeout`, `restart`,
-/// `dependsOn`).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct Supervise {
-    /// Seconds an onboot or onshutdown container may run before it is killed.
-    pub timeout: Option<f64>,
-    /// `always` (default), `on-failure` or `no`.
-    pub restart: Option<String>,
-    /// Services that must be running first.
-    pub depends_on: Vec<String>,
-}
-
 /// Read and parse a JSON file of the bundle; a missing `runtime.json` is an empty one.
 pub fn read<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, String> {
     match std::fs::read(path) {
@@ -347,6 +271,6 @@ mod tests {
         .unwrap();
         assert_eq!(r.mounts.len(), 2);
         assert!(r.cgroups.is_empty());
-        assert_eq!(r.mounts[1].kind, None);
+        assert_eq!(r.mounts[1].kind, "");
     }
 }

@@ -60,7 +60,7 @@ pub struct Bundle {
 impl Bundle {
     /// Read `dir/config.json`.
     pub fn open(dir: &Path) -> Result<Bundle, String> {
-        let path = dir.join("config.json");
+        let path = dir.join(osbuild_bundle::CONFIG_JSON);
         if !path.exists() {
             return Err(format!("{}: no such file", path.display()));
         }
@@ -106,7 +106,7 @@ pub fn stage1(bundle_dir: &Path) -> ! {
 
 fn run_stage1(bundle_dir: &Path) -> Result<i32, String> {
     let bundle = Bundle::open(bundle_dir)?;
-    let runtime: Runtime = config::read(&bundle_dir.join("runtime.json"))?;
+    let runtime: Runtime = config::read(&bundle_dir.join(osbuild_bundle::RUNTIME_JSON))?;
     let linux = &bundle.config.linux;
     let plan = namespaces::Plan::new(&linux.namespaces)?;
     namespaces::check_id_maps(
@@ -181,7 +181,7 @@ fn run_stage1(bundle_dir: &Path) -> Result<i32, String> {
     if let Some(host) = &host_net {
         interfaces::setup(host, pid, &runtime.interfaces)?;
     }
-    if !runtime.bind_ns.values().all(|p| p.is_empty()) {
+    if runtime.bind_ns.entries().iter().any(|(_, p)| !p.is_empty()) {
         namespaces::bind(&host_mnt, pid, &runtime.bind_ns)?;
     }
     child.release()?;

@@ -161,7 +161,7 @@ fn err(what: &str, target: &Path, e: impl std::fmt::Display) -> String {
 pub fn apply(root: Option<&Path>, m: &Mount) -> Result<(), String> {
     let target = target(root, &m.destination);
     let o = parse_options(&m.options);
-    let kind = m.kind.as_deref().unwrap_or("");
+    let kind = m.kind.as_str();
     let bind = o.bind || kind == "bind";
     let none: Option<&str> = None;
     if o.flags.contains(MsFlags::MS_REMOUNT) {
@@ -169,7 +169,7 @@ pub fn apply(root: Option<&Path>, m: &Mount) -> Result<(), String> {
             remount(&target, o.flags).map_err(|e| err("remount", &target, e))?;
         }
     } else if bind {
-        let source = PathBuf::from(m.source.as_deref().unwrap_or(""));
+        let source = PathBuf::from(&m.source);
         let is_dir = std::fs::metadata(&source)
             .map_err(|e| err("bind source", &source, e))?
             .is_dir();
@@ -199,7 +199,11 @@ pub fn apply(root: Option<&Path>, m: &Mount) -> Result<(), String> {
         if fstype == "cgroup2" {
             data.clear();
         }
-        let source = m.source.as_deref().unwrap_or(fstype);
+        let source = if m.source.is_empty() {
+            fstype
+        } else {
+            &m.source
+        };
         let data = (!data.is_empty()).then_some(data.as_str());
         // A read-only mount of a filesystem that is mounted read-write elsewhere (cgroup2,
         // sysfs, ...) is refused with EBUSY: mount it, then make this mount read-only.

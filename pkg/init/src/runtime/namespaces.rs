@@ -1,6 +1,5 @@
 //! Creating, joining and binding namespaces.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -9,6 +8,7 @@ use std::path::Path;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, setns};
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid};
+use osbuild_bundle::BindNs;
 
 use super::config::{IdMapping, Namespace};
 
@@ -198,11 +198,12 @@ pub fn spawn_held(new: CloneFlags, argv: &[CString]) -> Result<Held, String> {
 
 /// Bind `/proc/PID/ns/KIND` to each path of `bindNS`, from the host's mount namespace so the
 /// bind is visible to everyone.
-pub fn bind(host_mnt: &OwnedFd, pid: Pid, binds: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn bind(host_mnt: &OwnedFd, pid: Pid, binds: &BindNs) -> Result<(), String> {
     let own = current_mount_ns()?;
     setns(host_mnt, CloneFlags::CLONE_NEWNS).map_err(|e| format!("setns host mnt: {e}"))?;
     let result = binds
-        .iter()
+        .entries()
+        .into_iter()
         .filter(|(_, path)| !path.is_empty())
         .try_for_each(|(kind, path)| {
             let name =

@@ -74,7 +74,7 @@ pub fn enter(bundle: &Bundle) -> Result<(), String> {
         let dest = resolve_in_root(&root, &m.destination)?;
         let relative = dest.strip_prefix(&root).unwrap_or(&dest);
         let mut options = m.options.clone();
-        if m.kind.as_deref() == Some("tmpfs") && options.iter().any(|o| o == "ro") {
+        if m.kind == "tmpfs" && options.iter().any(|o| o == "ro") {
             options.retain(|o| o != "ro");
             let keep = mounts::parse_options(&options).flags
                 & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
@@ -157,11 +157,10 @@ pub fn prepare_mountpoints(bundle: &Bundle) -> Result<(), String> {
     let root = bundle.rootfs();
     for m in &bundle.config.mounts {
         let target = resolve_in_root(&root, &m.destination)?;
-        let bind = mounts::parse_options(&m.options).bind || m.kind.as_deref() == Some("bind");
+        let bind = mounts::parse_options(&m.options).bind || m.kind == "bind";
         let dir = !bind
-            || m.source
-                .as_deref()
-                .is_none_or(|s| std::fs::metadata(s).is_ok_and(|md| md.is_dir()));
+            || m.source.is_empty()
+            || std::fs::metadata(&m.source).is_ok_and(|md| md.is_dir());
         match mounts::create_mountpoint(&target, dir) {
             Err(e) if e.raw_os_error() == Some(nix::libc::EROFS) => {}
             r => r.map_err(|e| format!("mount point {}: {e}", m.destination))?,

@@ -36,27 +36,8 @@ impl Section {
     }
 }
 
-/// Restart policy of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    /// Whatever the exit status.
-    Always,
-    /// Only after a non-zero status or a signal.
-    OnFailure,
-    /// Never.
-    No,
-}
-
-impl Restart {
-    /// The policy as the spec spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Restart::Always => "always",
-            Restart::OnFailure => "on-failure",
-            Restart::No => "no",
-        }
-    }
-}
+/// Restart policy of a service: the bundle contract's (`always`, `on-failure`, `no`).
+pub use osbuild_bundle::Restart;
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +123,7 @@ fn policy(
     dir: &Path,
     section: Section,
 ) -> Result<(Option<Duration>, Restart, Vec<String>), String> {
-    let s: config::Supervise = config::read(&dir.join("supervise.json"))?;
+    let s: config::Supervise = config::read(&dir.join(osbuild_bundle::SUPERVISE_JSON))?;
     let timeout = match s.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
         Some(t) => {
@@ -154,18 +135,7 @@ fn policy(
         None if section == Section::Onshutdown => Some(Duration::from_secs(60)),
         None => None,
     };
-    let restart = match s.restart.as_deref() {
-        None | Some("always") => Restart::Always,
-        Some("on-failure") => Restart::OnFailure,
-        Some("no") => Restart::No,
-        Some(other) => {
-            return Err(format!(
-                "{}: unknown restart policy {other:?}",
-                dir.display()
-            ));
-        }
-    };
-    Ok((timeout, restart, s.depends_on))
+    Ok((timeout, s.restart.unwrap_or_default(), s.depends_on))
 }
 
 impl Container {

@@ -113,7 +113,7 @@ fn bundles(world: &Rc<dyn World>, section: Section) -> Vec<Container> {
         .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.join("config.json").exists())
+        .filter(|p| p.join(osbuild_bundle::CONFIG_JSON).exists())
         .collect();
     dirs.sort();
     dirs.iter()
