@@ -237,7 +237,7 @@ mod tests {
                     .1
                     .split(' ')
                     .next()?
-                    .parse()
+                    .parse::<u64>()
                     .ok()
             })
             .sum();
