@@ -9,11 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{boot_until_pong, build_shared, repo, sh};
-
-fn redis_os() -> PathBuf {
-    repo().join("examples/redis-os.yml")
-}
+use support::{boot_until_pong, build_shared, sh};
 
 /// Check the image's partition table and filesystem with the reference tools.
 fn check_raw_bios(image: &Path, scratch: &Path) {
@@ -87,7 +83,7 @@ fn raw_bios_is_valid_reproducible_and_boots_through_seabios() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let spec = redis_os();
+    let spec = support::redis_os();
     let started = std::time::Instant::now();
     let base = build_shared("amd64", "redis-os", &[&spec], &out, &["-f", "raw-bios"]);
     eprintln!("raw-bios build: {:.1} s", started.elapsed().as_secs_f64());
@@ -120,20 +116,5 @@ fn raw_bios_is_valid_reproducible_and_boots_through_seabios() {
 
 #[test]
 fn size_sets_the_disk_and_too_small_is_refused_with_what_it_needs() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    let spec = redis_os();
-    let base = build_shared(
-        "amd64",
-        "big",
-        &[&spec],
-        &out,
-        &["-f", "raw-bios", "--size", "300M"],
-    );
-    let image = PathBuf::from(format!("{}-bios.img", base.display()));
-    assert_eq!(std::fs::metadata(&image).unwrap().len(), 300 << 20);
-    check_raw_bios(&image, dir.path());
-
-    support::assert_too_small_is_refused(dir.path(), &spec, "raw-bios");
+    support::assert_size_is_honoured("raw-bios", "-bios.img", check_raw_bios);
 }

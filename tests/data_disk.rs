@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::guest::{Guest, redis_cli, wait_for_pong};
+use support::guest::{Guest, figure, redis_cli, wait_for_pong};
 use support::{build_shared, portpicker, repo, sh};
 
 /// One guest at a time: the soak's timings must not share the machine with another boot.
@@ -199,28 +199,21 @@ fn redis_data_survives_a_soak_with_kills_and_a_flood() {
 
     let (mut guest, port) = boot(&image, &disk);
     let soak = Duration::from_secs(60);
+    // PID 1's (VmRSS kB, threads), printed by the console shell as `TAG: ...` lines.
     let pid1 = |guest: &mut Guest, tag: &str| -> (u64, u64) {
-        let seen = guest.console().matches(&format!("{tag}: Threads")).count();
-        guest.type_line(&format!(
-            "grep -E '^(VmRSS|Threads):' /proc/1/status | tr -s '\\t ' ' ' | sed 's/^/{}''{}: /'",
-            &tag[..1],
-            &tag[1..]
-        ));
-        guest.wait_for(
+        let console = guest.run(
+            &format!(
+                "grep -E '^(VmRSS|Threads):' /proc/1/status | tr -s '\\t ' ' ' | sed 's/^/{}''{}: /'",
+                &tag[..1],
+                &tag[1..]
+            ),
             &format!("{tag}: Threads"),
-            seen + 1,
-            Duration::from_secs(60),
         );
-        let console = guest.console();
-        let value = |key: &str| -> u64 {
-            console
-                .lines()
-                .rev()
-                .find_map(|l| l.split_once(&format!("{tag}: {key}")).map(|(_, r)| r))
-                .and_then(|r| r.split_whitespace().next()?.parse().ok())
-                .unwrap_or_else(|| panic!("no {tag} {key}"))
-        };
-        (value("VmRSS:"), value("Threads:"))
+        let prefix = format!("{tag}: ");
+        (
+            figure(&console, &prefix, "VmRSS:"),
+            figure(&console, &prefix, "Threads:"),
+        )
     };
     let before = pid1(&mut guest, "soak-before");
     // redis is killed every 11 s (it ran long enough for the shortest back-off each time).

@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{boot_until_pong, build_shared, repo, sh};
+use support::{boot_until_pong, build_shared, sh};
 
 /// The ESP of a raw-efi image cut out into `dest`, from the partition table `sgdisk` reads.
 fn cut_esp(image: &Path, dest: &Path) {
@@ -81,16 +81,12 @@ fn check_raw_efi(image: &Path, boot_file: &str, scratch: &Path) {
     }
 }
 
-fn redis_os() -> PathBuf {
-    repo().join("examples/redis-os.yml")
-}
-
 #[test]
 fn raw_efi_amd64_is_valid_reproducible_and_boots_through_ovmf() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let spec = redis_os();
+    let spec = support::redis_os();
     let base = build_shared("amd64", "redis-os", &[&spec], &out, &["-f", "raw-efi"]);
     let image = PathBuf::from(format!("{}-efi.img", base.display()));
     check_raw_efi(&image, "BOOTX64.EFI", dir.path());
@@ -123,7 +119,7 @@ fn raw_efi_arm64_boots_through_aavmf() {
     let base = build_shared(
         "arm64",
         "redis-os",
-        &[&redis_os()],
+        &[&support::redis_os()],
         &out,
         &["-f", "raw-efi"],
     );
@@ -137,20 +133,7 @@ fn raw_efi_arm64_boots_through_aavmf() {
 
 #[test]
 fn size_sets_the_disk_and_too_small_is_refused_with_what_it_needs() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    let spec = redis_os();
-    let base = build_shared(
-        "amd64",
-        "big",
-        &[&spec],
-        &out,
-        &["-f", "raw-efi", "--size", "300M"],
-    );
-    let image = PathBuf::from(format!("{}-efi.img", base.display()));
-    assert_eq!(std::fs::metadata(&image).unwrap().len(), 300 << 20);
-    check_raw_efi(&image, "BOOTX64.EFI", dir.path());
-
-    support::assert_too_small_is_refused(dir.path(), &spec, "raw-efi");
+    support::assert_size_is_honoured("raw-efi", "-efi.img", |image, scratch| {
+        check_raw_efi(image, "BOOTX64.EFI", scratch)
+    });
 }

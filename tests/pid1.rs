@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::guest::{Guest, redis_cli, restart_delays, wait_for_pong};
+use support::guest::{Guest, figure, redis_cli, restart_delays, wait_for_pong};
 use support::{Scratch, env, repo};
 
 const EXTRA: &str = r#"
@@ -41,25 +41,6 @@ services:
       memory:
         limit: 33554432
 "#;
-
-/// The number after `key` on the last line holding `prefix` (after it).
-fn figure(console: &str, prefix: &str, key: &str) -> u64 {
-    console
-        .lines()
-        .rev()
-        .filter_map(|l| l.trim_end().split_once(prefix).map(|(_, rest)| rest))
-        .find_map(|l| l.split_once(key)?.1.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix:?} line with {key:?}:\n{console}"))
-}
-
-/// Type `command` in the console shell; wait for the line it prints that starts `marker`
-/// (the quotes in the marker keep the echoed command line from matching).
-fn run(guest: &mut Guest, command: &str, marker: &str) -> String {
-    let seen = guest.console().matches(marker).count();
-    guest.type_line(command);
-    guest.wait_for(marker, seen + 1, Duration::from_secs(60));
-    guest.console()
-}
 
 #[test]
 fn pid1_survives_floods_and_svc_does_what_it_says() {
@@ -103,8 +84,7 @@ fn pid1_survives_floods_and_svc_does_what_it_says() {
     eprintln!("crashy restarts (announced s, actual s): {delays:?}");
 
     // PID 1 after the floods: memory and threads as before them.
-    let console = run(
-        &mut guest,
+    let console = guest.run(
         "grep -E '^(VmRSS|Threads):' /proc/1/status | tr -s '\\t ' ' ' | sed 's/^/pid1-af''ter: /'; ls -l /var/log/zeros.log /var/log/flood.log | awk '{print \"log-si\"\"ze: \" $5}'; echo \"zeros-l\"\"og: $(grep -c 'line cut at 4096 bytes' /var/log/zeros.log) $(grep -c zeros-done /var/log/zeros.log)\"",
         "zeros-log: ",
     );
@@ -131,8 +111,7 @@ fn pid1_survives_floods_and_svc_does_what_it_says() {
     }
 
     // Abandoned followers end: ten `svc logs -f` killed at once leave no thread behind.
-    let console = run(
-        &mut guest,
+    let console = guest.run(
         "for i in 1 2 3 4 5 6 7 8 9 10; do svc logs -f getty > /dev/null & sleep 0.2; kill -9 $!; done; sleep 3; grep Threads: /proc/1/status | tr -s '\\t ' ' ' | sed 's/^/pid1-follow''ers: /'",
         "pid1-followers: Threads",
     );
@@ -143,8 +122,7 @@ fn pid1_survives_floods_and_svc_does_what_it_says() {
     );
 
     // `svc exec` runs in the service's cgroup, under its memory limit.
-    let console = run(
-        &mut guest,
+    let console = guest.run(
         "svc exec limited -- sh -c 'echo \"exec-cg\"\"roup: $(cat /proc/self/cgroup) $(cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max)\"'",
         "exec-cgroup: ",
     );
@@ -155,8 +133,7 @@ fn pid1_survives_floods_and_svc_does_what_it_says() {
     );
 
     // `svc stop` returns once the service is down; `svc start` says it started it.
-    let console = run(
-        &mut guest,
+    let console = guest.run(
         "svc stop redis; svc ls | grep '^redis ' | awk '{print \"after-st\"\"op: \" $3}'",
         "after-stop: ",
     );
@@ -176,8 +153,7 @@ fn pid1_survives_floods_and_svc_does_what_it_says() {
 
     // Onboot containers go by the name `svc ls` shows, or their spec name; they cannot be
     // stopped; their timed-out cgroup is gone. `svc` in a script is ours, not busybox's.
-    let console = run(
-        &mut guest,
+    let console = guest.run(
         "svc logs -n 1 000-dhcpcd | sed 's/^/by-num''ber: /'; svc logs -n 1 dhcpcd | sed 's/^/by-na''me: /'; svc stop 000-dhcpcd 2>&1 | sed 's/^/stop-onb''oot: /'; [ -d /sys/fs/cgroup/osbuild/onboot/001-hang ] || echo 'hang-cgroup''-removed'; sh -c 'svc ls' | head -1 | sed 's/^/scr''ipt: /'",
         "script: ",
     );
@@ -199,7 +175,7 @@ fn pid1_survives_floods_and_svc_does_what_it_says() {
     guest.type_line("sleep 120; echo 'slept-thr''ough'");
     std::thread::sleep(Duration::from_secs(2));
     guest.type_line("\x03");
-    let console = run(&mut guest, "echo 'ctrl-c-w''orked'", "ctrl-c-worked");
+    let console = guest.run("echo 'ctrl-c-w''orked'", "ctrl-c-worked");
     assert!(!console.contains("slept-through"), "{}", tail(&console));
 }
 

@@ -225,21 +225,27 @@ fn push_object(area: &mut Vec<u8>, kind: u32, bytes: &[u8], nul: bool) {
     area.resize(start + len, 0);
 }
 
-/// `data` as a raw LZMA1 stream (lc=3, lp=0, pb=2, 64 KiB dictionary as grub-mkimage).
-fn lzma(data: &[u8]) -> Result<Vec<u8>, GrubError> {
-    use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
-    let err = |e: liblzma::stream::Error| GrubError::Bad {
-        file: "core.img".into(),
-        reason: format!("LZMA compression failed: {e}"),
-    };
-    let mut opts = LzmaOptions::new_preset(9).map_err(err)?;
+/// The raw LZMA1 filter grub-mkimage uses and lzma_decompress.img expects: lc=3, lp=0,
+/// pb=2, a 64 KiB dictionary.
+fn grub_lzma1() -> Result<liblzma::stream::Filters, liblzma::stream::Error> {
+    let mut opts = liblzma::stream::LzmaOptions::new_preset(9)?;
     opts.dict_size(1 << 16)
         .literal_context_bits(3)
         .literal_position_bits(0)
         .position_bits(2);
-    let mut filters = Filters::new();
+    let mut filters = liblzma::stream::Filters::new();
     filters.lzma1(&opts);
-    let mut stream = Stream::new_raw_encoder(&filters).map_err(err)?;
+    Ok(filters)
+}
+
+/// `data` as a raw LZMA1 stream ([`grub_lzma1`]).
+fn lzma(data: &[u8]) -> Result<Vec<u8>, GrubError> {
+    use liblzma::stream::{Action, Status, Stream};
+    let err = |e: liblzma::stream::Error| GrubError::Bad {
+        file: "core.img".into(),
+        reason: format!("LZMA compression failed: {e}"),
+    };
+    let mut stream = Stream::new_raw_encoder(&grub_lzma1().map_err(err)?).map_err(err)?;
     let mut out = Vec::with_capacity(data.len() + 4096);
     loop {
         let consumed = stream.total_in() as usize;
@@ -463,15 +469,8 @@ mod tests {
     }
 
     fn unlzma(data: &[u8], size: usize) -> Vec<u8> {
-        use liblzma::stream::{Action, Filters, LzmaOptions, Stream};
-        let mut opts = LzmaOptions::new_preset(9).unwrap();
-        opts.dict_size(1 << 16)
-            .literal_context_bits(3)
-            .literal_position_bits(0)
-            .position_bits(2);
-        let mut filters = Filters::new();
-        filters.lzma1(&opts);
-        let mut s = Stream::new_raw_decoder(&filters).unwrap();
+        use liblzma::stream::{Action, Stream};
+        let mut s = Stream::new_raw_decoder(&grub_lzma1().unwrap()).unwrap();
         let mut out = Vec::with_capacity(size + 1024);
         let _ = s.process_vec(data, &mut out, Action::Finish).unwrap();
         out

@@ -86,6 +86,16 @@ impl Guest {
         self.stdin.flush().unwrap();
     }
 
+    /// Type `command` in the console shell and wait for one more line holding `marker`; the
+    /// console then. (Quotes splitting the marker in the command keep its echo from
+    /// matching.)
+    pub fn run(&mut self, command: &str, marker: &str) -> String {
+        let seen = self.console().matches(marker).count();
+        self.type_line(command);
+        self.wait_for(marker, seen + 1, Duration::from_secs(60));
+        self.console()
+    }
+
     /// Send `command` to QEMU's monitor (behind Ctrl-A c on the console).
     pub fn monitor(&mut self, command: &str) {
         self.stdin.write_all(b"\x01c").unwrap();
@@ -174,4 +184,14 @@ pub fn restart_delays(console: &str, name: &str) -> Vec<(f64, f64)> {
         }
     }
     out
+}
+
+/// The number after `key` on the last console line holding `prefix` (after it).
+pub fn figure(console: &str, prefix: &str, key: &str) -> u64 {
+    console
+        .lines()
+        .rev()
+        .filter_map(|l| l.trim_end().split_once(prefix).map(|(_, rest)| rest))
+        .find_map(|l| l.split_once(key)?.1.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} line with {key:?}:\n{console}"))
 }

@@ -313,6 +313,32 @@ pub fn assert_too_small_is_refused(scratch: &Path, spec: &Path, format: &str) {
     );
 }
 
+/// `examples/redis-os.yml`, the spec the format tests build.
+pub fn redis_os() -> PathBuf {
+    repo().join("examples/redis-os.yml")
+}
+
+/// `--size 300M` gives `format` (its disk `NAME{suffix}`) a 300 MiB image that
+/// `check(image, scratch)` accepts, and `--size 8M` is refused
+/// ([`assert_too_small_is_refused`]).
+pub fn assert_size_is_honoured(format: &str, suffix: &str, check: impl Fn(&Path, &Path)) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("out dir");
+    let spec = redis_os();
+    let base = build_shared(
+        "amd64",
+        "big",
+        &[&spec],
+        &out,
+        &["-f", format, "--size", "300M"],
+    );
+    let image = PathBuf::from(format!("{}{suffix}", base.display()));
+    assert_eq!(std::fs::metadata(&image).expect("image").len(), 300 << 20);
+    check(&image, dir.path());
+    assert_too_small_is_refused(dir.path(), &spec, format);
+}
+
 /// The manifest entry of the only format a build named `name` wrote into `out`, after
 /// checking its file's hash against `image`.
 pub fn manifest_entry(out: &Path, name: &str, image: &Path) -> serde_json::Value {

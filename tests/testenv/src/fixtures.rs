@@ -173,30 +173,15 @@ pub fn push_standard(pusher: &Pusher) -> Result<BTreeMap<&'static str, Reference
         )?,
     );
     out.insert("busybox-init", push_multiarch_init(pusher, &BOOT_ARCHES)?);
-    out.insert(
-        "kernel",
-        push_package(
-            pusher,
-            &packages::package_dir("kernel"),
-            "osbuild/kernel:6.1-debian",
-        )?,
-    );
-    out.insert(
-        "efi-stub",
-        push_package(
-            pusher,
-            &packages::package_dir("efi-stub"),
-            osbuild::build::DEFAULT_EFI_IMAGE,
-        )?,
-    );
-    out.insert(
-        "bios-loaders",
-        push_package(
-            pusher,
-            &packages::package_dir("bios-loaders"),
-            osbuild::build::DEFAULT_BIOS_IMAGE,
-        )?,
-    );
+    // The repository's packages the tests boot with, under the references specs use.
+    for (package, reference) in [
+        ("kernel", "osbuild/kernel:6.1-debian"),
+        ("efi-stub", osbuild::build::DEFAULT_EFI_IMAGE),
+        ("bios-loaders", osbuild::build::DEFAULT_BIOS_IMAGE),
+    ] {
+        let pushed = push_package(pusher, &packages::package_dir(package), reference)?;
+        out.insert(package, pushed);
+    }
     let layers = trees::three_layers()?;
     out.insert(
         "layers",

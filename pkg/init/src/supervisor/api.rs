@@ -43,10 +43,6 @@ pub enum Reply {
     Logs(Arc<Logs>),
 }
 
-fn error(message: String) -> Reply {
-    Reply::Json(json!({"ok": false, "error": message}))
-}
-
 /// The container `name` names: `SECTION/NAME`, a service's name, or the name `svc ls` shows
 /// for an onboot or onshutdown container (`000-dhcpcd`; its spec name `dhcpcd` too, when no
 /// other container has it).
@@ -107,9 +103,9 @@ pub fn done() -> Reply {
     Reply::Json(json!({"ok": true}))
 }
 
-/// The reply that says it failed.
+/// The reply that says it failed, and why.
 pub fn failed(message: String) -> Reply {
-    error(message)
+    Reply::Json(json!({"ok": false, "error": message}))
 }
 
 /// Answer `req` (on the main loop, which owns the containers). `peer` is the pid of the
@@ -127,18 +123,18 @@ pub fn answer(
     }
     let (i, c) = match find(containers, &req.name) {
         Ok(i) => (i, &mut containers[i]),
-        Err(e) => return Answer::Now(error(e)),
+        Err(e) => return Answer::Now(failed(e)),
     };
     let label = c.label();
     match req.op.as_str() {
         "status" => Answer::Now(Reply::Json(json!({"ok": true, "container": describe(c)}))),
         "exec" => Answer::Now(match join_cgroup(c, peer) {
             Ok(()) => Reply::Json(json!({"ok": true, "container": describe(c)})),
-            Err(e) => error(e),
+            Err(e) => failed(e),
         }),
         "logs" => Answer::Now(Reply::Logs(c.logs.clone())),
         "start" | "stop" | "restart" if c.section != Section::Service => {
-            Answer::Now(error(format!(
+            Answer::Now(failed(format!(
                 "{label} is not a service: onboot and onshutdown containers run once, in order"
             )))
         }
@@ -161,7 +157,7 @@ pub fn answer(
         }
         "start" => {
             if c.state == State::Running {
-                return Answer::Now(error(format!("{label} is already running")));
+                return Answer::Now(failed(format!("{label} is already running")));
             }
             c.failures = 0;
             match c.start() {
@@ -169,7 +165,7 @@ pub fn answer(
                     crate::log!("{}: started (svc start)", c.name);
                     Answer::Now(done())
                 }
-                Err(e) => Answer::Now(error(e)),
+                Err(e) => Answer::Now(failed(e)),
             }
         }
         "restart" => {
@@ -186,11 +182,11 @@ pub fn answer(
                         crate::log!("{}: started (svc restart)", c.name);
                         Answer::Now(done())
                     }
-                    Err(e) => Answer::Now(error(e)),
+                    Err(e) => Answer::Now(failed(e)),
                 }
             }
         }
-        other => Answer::Now(error(format!("unknown operation {other:?}"))),
+        other => Answer::Now(failed(format!("unknown operation {other:?}"))),
     }
 }
 
