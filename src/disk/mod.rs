@@ -11,6 +11,7 @@ pub mod mbr;
 pub mod slice;
 pub mod source;
 pub mod squashfs;
+pub mod vm;
 
 /// Bytes in a logical sector of the disk images osbuild writes.
 pub const SECTOR: u64 = 512;
