@@ -102,9 +102,9 @@ pub fn write_stream_optimized<W: Write>(
     opts: &VmdkOptions,
 ) -> Result<u64, DiskError> {
     let size = raw.size();
-    if !size.is_multiple_of(SECTOR) {
+    if size == 0 || !size.is_multiple_of(SECTOR) {
         return Err(DiskError::Unrepresentable(format!(
-            "a VMDK holds whole 512-byte sectors; the disk has {size} bytes"
+            "a VMDK holds one or more whole 512-byte sectors; the disk has {size} bytes"
         )));
     }
     if size > MAX_SIZE {
@@ -491,11 +491,13 @@ mod tests {
         write_stream_optimized(&raw, &mut a, &opts()).unwrap();
         write_stream_optimized(&raw, &mut b, &opts()).unwrap();
         assert_eq!(a, b);
-        let odd = RawDisk::new(&f, 1000);
-        assert!(matches!(
-            write_stream_optimized(&odd, Vec::new(), &opts()),
-            Err(DiskError::Unrepresentable(_))
-        ));
+        for bad in [1000, 0] {
+            let raw = RawDisk::new(&f, bad);
+            assert!(matches!(
+                write_stream_optimized(&raw, Vec::new(), &opts()),
+                Err(DiskError::Unrepresentable(_))
+            ));
+        }
     }
 
     #[test]
