@@ -4,6 +4,8 @@
 pub mod atomic;
 pub mod compress;
 pub mod cpio;
+pub mod pgzip;
+pub mod sparse_tar;
 pub mod tar;
 
 use std::io::{self, Read, Write};

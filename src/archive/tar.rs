@@ -2,7 +2,7 @@
 //! hold a value). Deterministic: walk order, no user or group names, nothing from the host.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use super::{ArchiveError, copy_content};
@@ -109,6 +109,51 @@ pub fn write_tar<W: Write>(
             source,
         })?;
     Ok(stats)
+}
+
+/// Write one regular file entry named `name` (mode `mode`, owner 0, modification time `mtime`)
+/// whose `size` bytes are read from `body`, padded to a whole block. For archives assembled
+/// from files rather than a tree (an OVA); end them with [`write_end`].
+pub fn write_file<W: Write, R: Read>(
+    out: &mut W,
+    name: &str,
+    mode: u32,
+    mtime: i64,
+    size: u64,
+    body: R,
+) -> Result<(), ArchiveError> {
+    let err = |source| ArchiveError::Write {
+        path: name.to_string(),
+        source,
+    };
+    let meta = Meta::root(mode, mtime);
+    let header = Header {
+        path: name.as_bytes().to_vec(),
+        meta: &meta,
+        typeflag: b'0',
+        size,
+        link: b"",
+        dev: (0, 0),
+    };
+    write_header(out, &header, &TarOptions::default()).map_err(err)?;
+    let copied = io::copy(&mut body.take(size), out).map_err(err)?;
+    if copied != size {
+        return Err(ArchiveError::SizeChanged {
+            path: name.to_string(),
+            expected: size,
+            read: copied,
+        });
+    }
+    pad(out, size).map_err(err)
+}
+
+/// Write the end-of-archive marker (two zero blocks).
+pub fn write_end<W: Write>(out: &mut W) -> Result<(), ArchiveError> {
+    out.write_all(&[0u8; 2 * BLOCK])
+        .map_err(|source| ArchiveError::Write {
+            path: "end of archive".into(),
+            source,
+        })
 }
 
 fn write_leaf<W: Write>(

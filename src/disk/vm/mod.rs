@@ -3,6 +3,7 @@
 //! disk once or twice through [`RawDisk`], which skips holes and blocks of zeros, so what a
 //! container stores follows the data and not the disk's size.
 
+pub mod ovf;
 pub mod qcow2;
 pub mod vhd;
 pub mod vhdx;
