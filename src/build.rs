@@ -11,7 +11,8 @@ use crate::flatten::{FlattenError, apply_layer};
 use crate::image::{
     Arch, Cache, ImageError, PullPolicy, PulledImage, Puller, Reference, RegistryOptions,
 };
-use crate::output::{Format, Loaders, OutputError, OutputRequest, write_outputs};
+use crate::output::formats::Needs;
+use crate::output::{DiskBoot, Format, Loaders, OutputError, OutputRequest, write_outputs};
 use crate::progress::{Reporter, human_bytes};
 use crate::rootfs::assemble::{AssembleError, ImageTrees, assemble};
 use crate::rootfs::from_spec::PlanError;
@@ -46,6 +47,10 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// The size of disk images in bytes (`--size`); `None` for the content plus a margin.
     pub disk_size: Option<u64>,
+    /// The layout VM disks hold (`--boot`); `None` for each format's default.
+    pub boot: Option<DiskBoot>,
+    /// Store qcow2 clusters compressed (`--compress-clusters`).
+    pub compress_clusters: bool,
     /// Cache directory.
     pub cache_dir: PathBuf,
     /// Registry access.
@@ -171,6 +176,40 @@ fn choose_formats(
     Ok(formats)
 }
 
+/// Check `--boot` and `--size` against `formats` before anything is pulled; returns what
+/// each format needs with the layout it will hold.
+fn check_disk_options(
+    formats: &[Format],
+    opts: &BuildOptions,
+) -> Result<Vec<(Format, Needs)>, BuildError> {
+    if let Some(boot) = opts.boot
+        && !formats.iter().any(|f| f.vm.is_some())
+    {
+        return Err(BuildError::Usage(format!(
+            "--boot {boot} chooses the layout of VM disk formats, and none is asked for ({})",
+            formats
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut out = Vec::new();
+    for f in formats {
+        let boot = f
+            .disk_boot(opts.arch, opts.boot.filter(|_| f.vm.is_some()))
+            .map_err(|m| BuildError::Usage(format!("{f}: {m}")))?;
+        if opts.disk_size.is_some() {
+            // The content's size is known only once the images are in; alignment and the
+            // format's limit are checked now.
+            f.disk_size(0, opts.disk_size)
+                .map_err(|m| BuildError::Usage(format!("{f}: {m}")))?;
+        }
+        out.push((*f, f.needs_for(boot)));
+    }
+    Ok(out)
+}
+
 /// An image the build pulls: the value as written, where (when the spec wrote it), its key.
 struct Wanted<'a> {
     value: String,
@@ -181,7 +220,7 @@ struct Wanted<'a> {
 /// The boot loader images `formats` need: the spec's `boot.efi`/`boot.bios` or the defaults.
 fn loader_images<'a>(
     loaded: &'a LoadedSpec,
-    formats: &[Format],
+    formats: &[(Format, Needs)],
 ) -> (Option<Wanted<'a>>, Option<Wanted<'a>>) {
     let boot = loaded.spec.boot.as_ref();
     let pick =
@@ -194,13 +233,13 @@ fn loader_images<'a>(
         };
     (
         pick(
-            formats.iter().any(|f| f.needs.efi_stub),
+            formats.iter().any(|(_, needs)| needs.efi_stub),
             boot.and_then(|b| Some((b.efi_file, b.efi.as_ref()?))),
             "boot.efi",
             DEFAULT_EFI_IMAGE,
         ),
         pick(
-            formats.iter().any(|f| f.needs.bios_loader),
+            formats.iter().any(|(_, needs)| needs.bios_loader),
             boot.and_then(|b| Some((b.bios_file, b.bios.as_ref()?))),
             "boot.bios",
             DEFAULT_BIOS_IMAGE,
@@ -291,13 +330,14 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         reporter.warn(w);
     }
     let formats = choose_formats(&loaded, &opts.formats, opts.arch)?;
+    let needs = check_disk_options(&formats, opts)?;
     check_output_dir(opts)?;
     let cache = Cache::open(&opts.cache_dir)?;
     let _in_use = cache.lock_in_use()?;
     let mtime = opts.source_date_epoch.unwrap_or(DEFAULT_MTIME);
 
     let uses = loaded.image_refs();
-    let (efi, bios) = loader_images(&loaded, &formats);
+    let (efi, bios) = loader_images(&loaded, &needs);
     let mut wanted: Vec<Wanted<'_>> = uses
         .iter()
         .map(|u| Wanted {
@@ -395,6 +435,8 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         mtime_clamp: opts.source_date_epoch,
         mtime,
         disk_size: opts.disk_size,
+        boot: opts.boot,
+        compress_clusters: opts.compress_clusters,
     };
     let names: Vec<&str> = formats.iter().map(|f| f.name).collect();
     let task = reporter.task(format!("write {}", names.join(", ")), None);

@@ -102,6 +102,10 @@ pub struct QemuArgs {
     /// firmware their format claims).
     #[arg(long)]
     pub uefi: bool,
+    /// Boot a disk that carries both boot paths (`--boot both`) through the BIOS instead of
+    /// UEFI.
+    #[arg(long)]
+    pub bios: bool,
     /// Acceleration: auto (KVM only when the CPU shows vmx/svm), kvm or tcg.
     #[arg(long, default_value = "auto")]
     pub accel: String,
@@ -166,9 +170,17 @@ pub struct BuildArgs {
     /// Initrd compression: gzip, zstd or none.
     #[arg(long, default_value = "gzip")]
     pub compress: String,
-    /// Size of disk images: 512M, 10G, ... (default: the content plus a margin, in whole MiB).
+    /// Size of disk images: 512M, 10G, ... (default: the content plus a margin, in whole MiB;
+    /// gcp: whole GiB).
     #[arg(long, value_name = "SIZE")]
     pub size: Option<String>,
+    /// The layout of VM disk formats: efi (GPT + UKI), bios (MBR + GRUB) or both (amd64).
+    /// Default: efi; aws on amd64: both; qcow2-bios: bios.
+    #[arg(long, value_name = "LAYOUT")]
+    pub boot: Option<String>,
+    /// Store qcow2 clusters deflate-compressed (smaller, slower to write).
+    #[arg(long)]
+    pub compress_clusters: bool,
     /// Check the registry for newer images even when they are cached.
     #[arg(long, conflicts_with = "offline")]
     pub pull: bool,

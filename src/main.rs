@@ -80,6 +80,13 @@ fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
             .compress
             .parse()
             .map_err(|e: String| anyhow!("--compress: {e}"))?,
+        boot: args
+            .boot
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| anyhow!("--boot: {e}"))?,
+        compress_clusters: args.compress_clusters,
         cache_dir: args
             .registry
             .cache
@@ -223,7 +230,7 @@ fn cache_command(cmd: &CacheCommand) -> Result<ExitCode> {
 }
 
 fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
-    use osbuild::output::{Boot, Role};
+    use osbuild::output::{Boot, Firmware, Role};
     use osbuild::run::qemu::{BootTarget, MetadataDisk, QemuConfig, start};
     // The options first: a mistake in them is reported before any file is looked for.
     let disks = args
@@ -289,10 +296,29 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
                 _ => None,
             },
         },
-        Boot::Disk(firmware) => BootTarget::Disk {
-            image: need(Role::Disk)?,
-            firmware,
-        },
+        Boot::Disk(firmware) => {
+            let image = target.output.file(Role::Disk).ok_or_else(|| {
+                anyhow!(
+                    "{}: the {} output is an archive to upload or import, not a disk QEMU boots",
+                    target.manifest.display(),
+                    target.output.format
+                )
+            })?;
+            BootTarget::Disk {
+                image: target.dir.join(&image.path),
+                format: image.image_format.clone().unwrap_or_else(|| "raw".into()),
+                firmware: match (firmware, args.bios) {
+                    (Firmware::UefiAndBios, true) => Firmware::Bios,
+                    (Firmware::Uefi, true) => {
+                        return Err(anyhow!(
+                            "--bios: the {} output boots only through UEFI",
+                            target.output.format
+                        ));
+                    }
+                    (f, _) => f,
+                },
+            }
+        }
         Boot::Cdrom(firmware) => BootTarget::Cdrom {
             image: need(Role::Iso)?,
             firmware,

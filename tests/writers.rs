@@ -55,6 +55,8 @@ fn a_4_gib_file_is_refused_and_nothing_is_left_behind() {
         mtime_clamp: None,
         mtime: 0,
         disk_size: None,
+        boot: None,
+        compress_clusters: false,
     };
     let format = Format::named("kernel+initrd").unwrap();
     let err = write_outputs(&tree, &[format], &request, &Loaders::default()).unwrap_err();

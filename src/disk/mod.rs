@@ -67,6 +67,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(bad)
 }
 
+/// A size in the largest unit that holds it exactly: `2040G`, `512M`, `1000000000` (bytes).
+pub fn human_size(n: u64) -> String {
+    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
+        if n != 0 && n.is_multiple_of(1u64 << shift) {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
 /// Why a disk layout or filesystem could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -116,6 +126,9 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         for bad in ["", "M", "1.5G", "10X", "0", "99999999999T"] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        for text in ["2040G", "512M", "3K", "1000000000", "5T"] {
+            assert_eq!(human_size(parse_size(text).unwrap()), text);
         }
     }
 }

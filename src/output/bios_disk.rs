@@ -6,10 +6,11 @@
 //! initrd from the partition with the spec's command line and boots, no `grub.cfg` involved.
 //! The disk signature and volume serial are derived from the content.
 
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::disk_image::{digest, disk_size, layout_err, mib};
+use super::disk_image::{RawLayout, digest, disk_size, layout_err, mib};
 use super::{Job, OutputError, Outputs};
 use crate::boot::grub_pc::{self, CoreSpec, GrubError};
 use crate::boot::{BootFiles, tree_file};
@@ -18,10 +19,10 @@ use crate::disk::mbr::{DISK, MbrPartition, fat_type, write_table};
 use crate::disk::slice::Slice;
 use crate::disk::{ALIGN, SECTOR, round_up};
 
-/// The files on the partition.
-const KERNEL: &str = "kernel";
-const INITRD: &str = "initrd.img";
-const CMDLINE: &str = "cmdline";
+/// The files on the partition GRUB reads.
+pub(super) const KERNEL: &str = "kernel";
+pub(super) const INITRD: &str = "initrd.img";
+pub(super) const CMDLINE: &str = "cmdline";
 
 /// GRUB modules core.img embeds (their dependencies come from moddep.lst): reading the
 /// disk through the BIOS, the MBR table and FAT, loading Linux, booting, and a serial
@@ -41,13 +42,12 @@ fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// The configuration embedded in core.img: serial and screen output, the partition as
-/// root, the kernel with the spec's command line, the initrd, boot.
-fn grub_config(boot: &BootFiles) -> String {
+/// The configuration embedded in core.img: serial and screen output, the partition `root`
+/// (`(hd0,msdos1)`) as root, the kernel with the spec's command line, the initrd, boot.
+pub(super) fn grub_config(boot: &BootFiles, root: &str) -> String {
     let args: Vec<String> = boot.cmdline_text().split_whitespace().map(quote).collect();
-    let mut cfg = String::from(
-        "serial --unit=0 --speed=115200\nterminal_output console serial\nset root=(hd0,msdos1)\n",
-    );
+    let mut cfg = String::from("serial --unit=0 --speed=115200\nterminal_output console serial\n");
+    cfg.push_str(&format!("set root={root}\n"));
     cfg.push_str(&format!("linux /{KERNEL}"));
     for a in &args {
         cfg.push(' ');
@@ -58,7 +58,7 @@ fn grub_config(boot: &BootFiles) -> String {
 }
 
 /// GRUB's i386-pc file `name` from the `boot.bios` image.
-fn grub_file(job: &Job<'_>, name: &str) -> Result<Vec<u8>, GrubError> {
+pub(super) fn grub_file(job: &Job<'_>, name: &str) -> Result<Vec<u8>, GrubError> {
     let bios = job.loaders.bios.as_ref().ok_or_else(|| {
         GrubError::Missing(format!(
             "the {} format needs the boot.bios image",
@@ -77,7 +77,7 @@ fn grub_file(job: &Job<'_>, name: &str) -> Result<Vec<u8>, GrubError> {
         .map_err(|e| GrubError::Missing(format!("reading /{path} of the boot.bios image: {e}")))
 }
 
-fn grub_err(e: GrubError) -> OutputError {
+pub(super) fn grub_err(e: GrubError) -> OutputError {
     match e {
         GrubError::Missing(m) => OutputError::Input(m),
         other => OutputError::Input(format!("GRUB for BIOS (boot.bios image): {other}")),
@@ -86,10 +86,22 @@ fn grub_err(e: GrubError) -> OutputError {
 
 /// `raw-bios`.
 pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError> {
-    let boot = job.boot_files()?;
     let scratch = job.scratch()?;
-    let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch.path(), true)?;
-    let config = grub_config(&boot);
+    let mut file = out.create("-bios.img")?;
+    write_disk(job, scratch.path(), &mut file)?;
+    Ok(())
+}
+
+/// The layout of `raw-bios` written into `file` (empty): the MBR with GRUB's boot.img,
+/// core.img in the gap before the partition, and the FAT partition.
+pub(super) fn write_disk(
+    job: &Job<'_>,
+    scratch: &Path,
+    file: &mut File,
+) -> Result<RawLayout, OutputError> {
+    let boot = job.boot_files()?;
+    let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch, true)?;
+    let config = grub_config(&boot, "(hd0,msdos1)");
     let core = grub_pc::core_image(
         &mut |name| grub_file(job, name),
         &CoreSpec {
@@ -134,12 +146,11 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
     let cmdline = config.clone().into_bytes();
     let seed = digest(&[&core.bytes, &boot.kernel, &initrd, &cmdline])?;
 
-    let dest = Path::new("-bios.img");
-    let mut file = out.create("-bios.img")?;
+    let dest = Path::new("the disk image");
     file.set_len(size).map_err(|e| OutputError::io(dest, e))?;
     let first_lba = (ALIGN / SECTOR) as u32;
     let written = write_fat(
-        Slice::new(&mut file, ALIGN, size - ALIGN),
+        Slice::new(&mut *file, ALIGN, size - ALIGN),
         &files,
         &FatOptions {
             volume_id: seed.serial("fat-volume-id"),
@@ -168,7 +179,7 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
         .and_then(|_| file.write_all(&core))
         .and_then(|_| file.flush())
         .map_err(|e| OutputError::io(dest, e))?;
-    Ok(())
+    Ok(RawLayout { size, seed })
 }
 
 #[cfg(test)]
@@ -183,7 +194,7 @@ mod tests {
             cmdline: Content::inline(b"console=ttyS0  quiet x='a b'\n".to_vec()),
             ucode: None,
         };
-        let cfg = grub_config(&boot);
+        let cfg = grub_config(&boot, "(hd0,msdos1)");
         assert!(
             cfg.contains("\nlinux /kernel 'console=ttyS0' 'quiet' 'x='\\''a' 'b'\\'''\n"),
             "{cfg}"

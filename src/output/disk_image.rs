@@ -4,9 +4,18 @@
 use std::path::Path;
 
 use super::{Job, OutputError};
+use crate::disk::DiskError;
 use crate::disk::ids::Seed;
 use crate::disk::source::Source;
-use crate::disk::{ALIGN, DiskError, round_up};
+
+/// A raw disk layout written into a file: its size and the digest its identifiers came
+/// from (containers derive theirs from it too).
+pub(super) struct RawLayout {
+    /// The disk's size in bytes.
+    pub size: u64,
+    /// The content digest.
+    pub seed: Seed,
+}
 
 /// `n` bytes as whole MiB, rounded up (`45M`).
 pub(super) fn mib(n: u64) -> String {
@@ -30,20 +39,12 @@ pub(super) fn layout_err(what: &str) -> impl Fn(DiskError) -> OutputError + '_ {
     }
 }
 
-/// The size of `job`'s disk when its content needs `needed` bytes: `--size` (in whole MiB)
-/// when it is at least that, else the content plus its margin; a `--size` too small is
-/// refused naming what is needed.
+/// The size of `job`'s disk when its content needs `needed` bytes: the format's rule
+/// ([`super::Format::disk_size`]) applied to `--size`, or the content plus its margin.
 pub(super) fn disk_size(job: &Job<'_>, needed: u64) -> Result<u64, OutputError> {
-    match job.request.disk_size {
-        Some(size) if size < needed => Err(OutputError::Usage(format!(
-            "--size {} is too small for {}: the content needs at least {}",
-            mib(size),
-            job.format,
-            mib(needed)
-        ))),
-        Some(size) => Ok(round_up(size, ALIGN)),
-        None => Ok(needed),
-    }
+    job.format
+        .disk_size(needed, job.request.disk_size)
+        .map_err(OutputError::Usage)
 }
 
 /// A digest of `sources`' bytes, read in order, that a disk's identifiers come from.

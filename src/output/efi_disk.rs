@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read};
 use std::path::Path;
 
-use super::disk_image::{digest, disk_size, layout_err, mib};
+use super::disk_image::{RawLayout, digest, disk_size, layout_err, mib};
 use super::{Job, OutputError, Outputs, finish};
 use crate::boot::uki::{PeMachine, UkiSection, check_kernel, plan};
 use crate::boot::{BootFiles, efi_boot_path, efi_stub_path, tree_file};
@@ -126,22 +126,26 @@ pub(super) fn assemble_uki(
     })
 }
 
-/// Make an EFI system partition image of `size` bytes holding `uki` at `arch`'s boot path.
+/// Make an EFI system partition on `volume` holding `uki` at `arch`'s boot path, and `extra`
+/// files (a BIOS loader's kernel and initrd) at the root.
 pub(super) fn write_esp<D: std::io::Read + std::io::Write + std::io::Seek>(
     volume: D,
     uki: &Uki,
+    extra: &[FatFile<'_>],
     arch: Arch,
     mtime: i64,
     hidden_sectors: u32,
 ) -> Result<(), DiskError> {
     let path = efi_boot_path(arch)
         .ok_or_else(|| DiskError::Unrepresentable(format!("{arch} has no UEFI")))?;
+    let mut files = vec![FatFile {
+        path,
+        source: &uki.content,
+    }];
+    files.extend_from_slice(extra);
     write_fat(
         volume,
-        &[FatFile {
-            path,
-            source: &uki.content,
-        }],
+        &files,
         &FatOptions {
             volume_id: uki.seed.serial("esp-volume-id"),
             label: "ESP".into(),
@@ -152,24 +156,29 @@ pub(super) fn write_esp<D: std::io::Read + std::io::Write + std::io::Seek>(
     Ok(())
 }
 
-/// The size of an ESP holding `uki`: what it needs plus 5%, in whole MiB.
-pub(super) fn esp_size(uki: &Uki, arch: Arch) -> u64 {
+/// The size of an ESP holding `uki` and `extra`: what they need plus 5%, in whole MiB.
+pub(super) fn esp_size(uki: &Uki, extra: &[FatFile<'_>], arch: Arch) -> u64 {
     let path = efi_boot_path(arch).unwrap_or("EFI/BOOT/BOOT.EFI");
-    let need = min_size(&[FatFile {
+    let mut files = vec![FatFile {
         path,
         source: &uki.content,
-    }]);
+    }];
+    files.extend_from_slice(extra);
+    let need = min_size(&files);
     round_up(need + need / 20, ALIGN)
 }
 
-/// `raw-efi`.
-pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError> {
+/// The layout of `raw-efi` written into `file` (empty): the GPT and the ESP holding the UKI.
+pub(super) fn write_disk(
+    job: &Job<'_>,
+    scratch: &Path,
+    file: &mut File,
+) -> Result<RawLayout, OutputError> {
     let boot = job.boot_files()?;
-    let scratch = job.scratch()?;
     let arch = job.request.arch;
-    let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch.path(), true)?;
-    let uki = assemble_uki(job, &boot, &initrd, scratch.path())?;
-    let size = disk_size(job, esp_size(&uki, arch) + OVERHEAD)?;
+    let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch, true)?;
+    let uki = assemble_uki(job, &boot, &initrd, scratch)?;
+    let size = disk_size(job, esp_size(&uki, &[], arch) + OVERHEAD)?;
     let (first, last) = usable(size).ok_or_else(|| {
         OutputError::Usage(format!(
             "--size {} leaves no room for a partition",
@@ -184,17 +193,28 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
         name: "EFI System Partition".into(),
         attributes: 0,
     };
-    let mut file = out.create("-efi.img")?;
     file.set_len(size)
-        .map_err(|e| OutputError::io(Path::new("-efi.img"), e))?;
+        .map_err(|e| OutputError::io(Path::new("the disk image"), e))?;
     write_esp(
-        Slice::new(&mut file, esp.start(), esp.len()),
+        Slice::new(&mut *file, esp.start(), esp.len()),
         &uki,
+        &[],
         arch,
         job.request.mtime,
         u32::try_from(first).unwrap_or(u32::MAX),
     )
     .map_err(layout_err("the EFI system partition"))?;
-    write_gpt(&mut file, uki.seed.guid("disk"), &[esp]).map_err(layout_err("the GPT"))?;
+    write_gpt(&mut *file, uki.seed.guid("disk"), &[esp]).map_err(layout_err("the GPT"))?;
+    Ok(RawLayout {
+        size,
+        seed: uki.seed,
+    })
+}
+
+/// `raw-efi`.
+pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError> {
+    let scratch = job.scratch()?;
+    let mut file = out.create("-efi.img")?;
+    write_disk(job, scratch.path(), &mut file)?;
     Ok(())
 }

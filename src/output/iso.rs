@@ -102,7 +102,7 @@ fn iso_err(dest: &Path) -> impl Fn(IsoError) -> OutputError + '_ {
 /// fit, and return it as content to copy into the ISO.
 fn efi_image(job: &Job<'_>, uki: &Uki, scratch: &Path) -> Result<Content, OutputError> {
     let arch = job.request.arch;
-    let size = esp_size(uki, arch);
+    let size = esp_size(uki, &[], arch);
     let path = scratch.join("efi.img");
     let mut file = OpenOptions::new()
         .read(true)
@@ -114,7 +114,7 @@ fn efi_image(job: &Job<'_>, uki: &Uki, scratch: &Path) -> Result<Content, Output
     file.set_len(size).map_err(|e| OutputError::io(&path, e))?;
     // Hidden sectors 0: the image is read as a volume of its own by El Torito; firmware
     // booting the hybrid disk reads the partition through its own offset.
-    write_esp(&mut file, uki, arch, job.request.mtime, 0).map_err(esp_err)?;
+    write_esp(&mut file, uki, &[], arch, job.request.mtime, 0).map_err(esp_err)?;
     Ok(Content::Extent {
         file: BlobFile::new(&path),
         offset: 0,

@@ -12,6 +12,10 @@ use super::formats::{Boot, Format, Role};
 use crate::archive::atomic::StagedOutputs;
 use crate::image::Arch;
 
+/// What a build wrote of one format: the format, how it boots as built, and its files with
+/// their roles.
+pub type WrittenFormat = (Format, Boot, Vec<(PathBuf, Role)>);
+
 /// A build's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +52,10 @@ pub struct ManifestFile {
     pub size: u64,
     /// The sha256 of its bytes (hex).
     pub sha256: String,
+    /// For a disk image in a container, QEMU's name for it (`qcow2`, `vpc`, `vhdx`, `vmdk`,
+    /// `raw`); absent for plain raw disks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_format: Option<String>,
 }
 
 /// The sha256 (hex) and length of the file at `path`.
@@ -63,19 +71,23 @@ impl Manifest {
     pub fn describe(
         name: &str,
         arch: Arch,
-        written: &[(Format, Vec<(PathBuf, Role)>)],
+        written: &[WrittenFormat],
         staged: &StagedOutputs,
         path: &Path,
     ) -> Result<Manifest, OutputError> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut outputs = Vec::new();
-        for (format, files) in written {
+        for (format, boot, files) in written {
             let mut entry = ManifestOutput {
                 format: format.name.to_string(),
                 arch: arch.to_string(),
-                boot: format.boot,
+                boot: *boot,
                 files: Vec::new(),
             };
+            let image_format = format
+                .vm
+                .and_then(|vm| vm.container.qemu_format())
+                .map(str::to_string);
             for (dest, role) in files {
                 let source = staged.temp_path(dest).unwrap_or(dest);
                 let (sha256, size) = sha256_file(source).map_err(|e| OutputError::io(dest, e))?;
@@ -87,6 +99,7 @@ impl Manifest {
                     role: *role,
                     size,
                     sha256,
+                    image_format: image_format.clone().filter(|_| *role == Role::Disk),
                 });
             }
             outputs.push(entry);
@@ -151,6 +164,7 @@ mod tests {
                     role: Role::Disk,
                     size: 3,
                     sha256: "ab".into(),
+                    image_format: None,
                 }],
             }],
         };

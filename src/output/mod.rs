@@ -6,11 +6,14 @@ mod bios_disk;
 mod disk_image;
 mod efi_disk;
 pub mod formats;
+mod hybrid_disk;
 mod iso;
 mod kernel_initrd;
 mod kernel_squashfs;
 pub mod manifest;
+mod ova;
 mod rootfs_tar;
+mod vm_disk;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -22,7 +25,7 @@ use crate::archive::compress::Compression;
 use crate::disk::source::Source;
 use crate::image::Arch;
 use crate::tree::{Content, Tree};
-pub use formats::{Boot, Firmware, Format, Role};
+pub use formats::{Boot, DiskBoot, Firmware, Format, Role};
 pub use manifest::Manifest;
 
 /// Why an output could not be written.
@@ -86,6 +89,10 @@ pub struct OutputRequest {
     pub mtime: i64,
     /// The size of disk images (`--size`), in bytes; `None` for the content plus a margin.
     pub disk_size: Option<u64>,
+    /// The layout VM disks hold (`--boot`); `None` for each format's default.
+    pub boot: Option<DiskBoot>,
+    /// Store qcow2 clusters compressed.
+    pub compress_clusters: bool,
 }
 
 /// The boot loaders the disk and ISO formats install, from the `boot` images.
@@ -137,7 +144,7 @@ pub struct Outputs {
     staged: StagedOutputs,
     base: PathBuf,
     single: Option<PathBuf>,
-    written: Vec<(Format, Vec<(PathBuf, Role)>)>,
+    written: Vec<manifest::WrittenFormat>,
 }
 
 impl Outputs {
@@ -154,7 +161,7 @@ impl Outputs {
         let format = self
             .written
             .last()
-            .map(|(f, _)| *f)
+            .map(|(f, _, _)| *f)
             .ok_or_else(|| OutputError::Usage("no format is being written".into()))?;
         format
             .files
@@ -175,7 +182,7 @@ impl Outputs {
             )));
         }
         let file = self.staged.create(&dest)?;
-        if let Some((_, files)) = self.written.last_mut() {
+        if let Some((_, _, files)) = self.written.last_mut() {
             files.push((dest, role));
         }
         Ok(file)
@@ -187,7 +194,7 @@ impl Outputs {
         let dest = self.dest(suffix);
         if self.staged.temp_path(&dest).is_some() {
             let role = self.role(suffix)?;
-            if let Some((_, files)) = self.written.last_mut() {
+            if let Some((_, _, files)) = self.written.last_mut() {
                 files.push((dest, role));
             }
             return Ok(());
@@ -273,7 +280,11 @@ pub fn write_outputs(
         format
             .check_arch(request.arch)
             .map_err(OutputError::Usage)?;
-        out.written.push((*format, Vec::new()));
+        let boot = format
+            .disk_boot(request.arch, request.boot)
+            .map_err(OutputError::Usage)?;
+        out.written
+            .push((*format, format.boot_for(boot), Vec::new()));
         let job = Job {
             format: *format,
             tree,

@@ -165,6 +165,8 @@ pub enum BootTarget {
         image: PathBuf,
         /// The firmware it boots through.
         firmware: Firmware,
+        /// QEMU's name for the image's format (`raw`, `qcow2`, `vpc`, `vhdx`, `vmdk`).
+        format: String,
     },
     /// An ISO booted by firmware from a CD-ROM drive.
     Cdrom {
@@ -181,7 +183,7 @@ impl BootTarget {
         matches!(
             self,
             BootTarget::Disk {
-                firmware: Firmware::Uefi,
+                firmware: Firmware::Uefi | Firmware::UefiAndBios,
                 ..
             } | BootTarget::Cdrom {
                 firmware: Firmware::Uefi,
@@ -456,12 +458,12 @@ pub fn arguments(cfg: &QemuConfig, kvm: bool) -> Result<Vec<OsString>, RunError>
                 );
             }
         }
-        BootTarget::Disk { image, .. } => {
+        BootTarget::Disk { image, format, .. } => {
             push(
                 &mut args,
                 &[
                     "-drive",
-                    &format!("file={},if=none,id=boot,format=raw", image.display()),
+                    &format!("file={},if=none,id=boot,format={format}", image.display()),
                     "-device",
                     &format!("{},drive=boot,bootindex=0", block_device(cfg.arch)),
                 ],
@@ -836,6 +838,7 @@ mod tests {
         c.boot = BootTarget::Disk {
             image: "app-efi.img".into(),
             firmware: Firmware::Uefi,
+            format: "raw".into(),
         };
         let a = text(&arguments(&c, false).unwrap());
         assert!(a.contains("file=/usr/share/AAVMF/AAVMF_CODE.fd"), "{a}");
@@ -844,6 +847,19 @@ mod tests {
             "{a}"
         );
         assert!(!a.contains("-kernel"), "{a}");
+        // A container is attached with its driver; a disk with both paths boots via UEFI.
+        let mut v = config(Arch::Amd64);
+        v.boot = BootTarget::Disk {
+            image: "app.vhdx".into(),
+            firmware: Firmware::UefiAndBios,
+            format: "vhdx".into(),
+        };
+        let a = text(&arguments(&v, false).unwrap());
+        assert!(
+            a.contains("-drive file=app.vhdx,if=none,id=boot,format=vhdx "),
+            "{a}"
+        );
+        assert!(a.contains("OVMF_CODE"), "{a}");
         let mut x = config(Arch::Amd64);
         x.boot = BootTarget::Cdrom {
             image: "app.iso".into(),

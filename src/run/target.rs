@@ -129,6 +129,7 @@ mod tests {
                     role: *r,
                     size: 0,
                     sha256: String::new(),
+                    image_format: None,
                 })
                 .collect(),
         };

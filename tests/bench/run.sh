@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): wall time, CPU time and peak RSS of `osbuild build` for the standard
-# specs on a warm cache, gzip and zstd, and each disk format, next to the time it takes merely
+# specs on a warm cache, gzip and zstd, each disk format and each VM image, next to the time it takes merely
 # to compress the same bytes with the same codec (the floor). Prints a table; run it before and
 # after changes that could affect build speed or memory.
 set -euo pipefail
@@ -38,6 +38,20 @@ build services-raw-efi examples/services.yml -f raw-efi
 build redis-full-raw-efi tests/bench/redis-full.yml -f raw-efi
 build redis-full-iso-efi tests/bench/redis-full.yml -f iso-efi
 build redis-full-squashfs tests/bench/redis-full.yml -f kernel+squashfs
+# VM images: each container against raw-efi of the same spec; 10G disks show that the cost
+# follows the data, not the disk's size.
+build redis-full-qcow2-efi tests/bench/redis-full.yml -f qcow2-efi
+build redis-full-qcow2-compr tests/bench/redis-full.yml -f qcow2-efi --compress-clusters
+build redis-full-vhd tests/bench/redis-full.yml -f vhd
+build redis-full-vhdx tests/bench/redis-full.yml -f vhdx
+build redis-full-vmdk tests/bench/redis-full.yml -f vmdk
+build redis-full-ova tests/bench/redis-full.yml -f ova
+build redis-full-gcp tests/bench/redis-full.yml -f gcp
+build redis-full-aws tests/bench/redis-full.yml -f aws
+build redis-full-raw-efi-10G tests/bench/redis-full.yml -f raw-efi --size 10G
+build redis-full-qcow2-10G tests/bench/redis-full.yml -f qcow2-efi --size 10G
+build redis-full-vhdx-10G tests/bench/redis-full.yml -f vhdx --size 10G
+build redis-full-vmdk-10G tests/bench/redis-full.yml -f vmdk --size 10G
 # The floor: compress the uncompressed initrd's bytes alone, same codec, same compressor.
 for codec in gzip zstd; do
   printf '%-28s %8s\n' "floor-$codec" "$("$bin/osbuild-testenv" compress "$codec" "$work/out/redis-full-none-initrd.img")"

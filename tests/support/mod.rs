@@ -189,6 +189,16 @@ pub fn build_shared(arch: &str, name: &str, specs: &[&Path], out: &Path, args: &
 /// Boot `image` with `osbuild run qemu` (detached) and wait for PONG through a published port;
 /// returns the console log and the seconds it took. QEMU is stopped whatever happens.
 pub fn boot_until_pong(image: &Path, arch: &str, state: &Path) -> (String, f64) {
+    boot_until_pong_with(image, arch, state, &[])
+}
+
+/// [`boot_until_pong`] with more `osbuild run qemu` arguments (`--bios`).
+pub fn boot_until_pong_with(
+    image: &Path,
+    arch: &str,
+    state: &Path,
+    extra: &[&str],
+) -> (String, f64) {
     let port = portpicker();
     let started = std::time::Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_osbuild"))
@@ -209,6 +219,7 @@ pub fn boot_until_pong(image: &Path, arch: &str, state: &Path) -> (String, f64) 
             "--state",
         ])
         .arg(state)
+        .args(extra)
         .arg(image)
         .output()
         .unwrap();
