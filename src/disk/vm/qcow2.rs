@@ -19,7 +19,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use flate2::Compression;
 use flate2::write::DeflateEncoder;
 
-use super::RawDisk;
+use super::{BATCH, RawDisk, map_parallel, threads};
 use crate::disk::DiskError;
 
 /// The cluster size: 64 KiB, QEMU's default.
@@ -111,6 +111,41 @@ fn deflate(data: &[u8]) -> io::Result<Option<Vec<u8>>> {
     Ok((out.len() as u64 + 512 <= CLUSTER).then_some(out))
 }
 
+/// The data clusters being written: where they went and the host clusters they take.
+struct Data<'a> {
+    w: Out<'a>,
+    refs: Refcounts,
+    map: Vec<Mapping>,
+}
+
+impl Data<'_> {
+    /// Store guest cluster `guest` holding `bytes`, as `packed` (its deflated form) when given.
+    fn store(&mut self, guest: u64, bytes: &[u8], packed: Option<&[u8]>) -> io::Result<()> {
+        let w = &mut self.w;
+        let entry = match packed {
+            Some(packed) => {
+                let start = w.pos;
+                let end = start + packed.len() as u64;
+                for c in start / CLUSTER..=(end - 1) / CLUSTER {
+                    self.refs.add(c).map_err(io::Error::other)?;
+                }
+                let extra_sectors = (end - 1) / 512 - start / 512;
+                w.write(packed)?;
+                COMPRESSED | (extra_sectors << CSECTORS_SHIFT) | start
+            }
+            None => {
+                w.align()?;
+                let start = w.pos;
+                self.refs.add(start / CLUSTER).map_err(io::Error::other)?;
+                w.write(bytes)?;
+                COPIED | start
+            }
+        };
+        self.map.push(Mapping { guest, entry });
+        Ok(())
+    }
+}
+
 /// Write `raw` as a qcow2 image into `out` (an empty file). Returns the file's length.
 pub fn write(raw: &RawDisk<'_>, out: &mut File, opts: &Qcow2Options) -> Result<u64, DiskError> {
     if raw.size() > MAX_SIZE {
@@ -120,41 +155,49 @@ pub fn write(raw: &RawDisk<'_>, out: &mut File, opts: &Qcow2Options) -> Result<u
             MAX_SIZE
         )));
     }
-    let mut refs = Refcounts::default();
-    let mut map: Vec<Mapping> = Vec::new();
-    let mut w = Out {
-        file: BufWriter::with_capacity(1 << 20, out),
-        pos: 0,
+    let mut data = Data {
+        w: Out {
+            file: BufWriter::with_capacity(1 << 20, out),
+            pos: 0,
+        },
+        refs: Refcounts::default(),
+        map: Vec::new(),
     };
     // Cluster 0 is the header, written last.
-    w.write(&[0u8; CLUSTER as usize]).map_err(io_err)?;
-    refs.add(0)?;
+    data.w.write(&[0u8; CLUSTER as usize]).map_err(io_err)?;
+    data.refs.add(0)?;
 
-    raw.for_each_block(CLUSTER, |guest, data| {
-        let packed = if opts.compress { deflate(data)? } else { None };
-        let entry = match packed {
-            Some(bytes) => {
-                let start = w.pos;
-                let end = start + bytes.len() as u64;
-                for c in start / CLUSTER..=(end - 1) / CLUSTER {
-                    refs.add(c).map_err(io::Error::other)?;
-                }
-                let extra_sectors = (end - 1) / 512 - start / 512;
-                w.write(&bytes)?;
-                COMPRESSED | (extra_sectors << CSECTORS_SHIFT) | start
+    if opts.compress {
+        // Clusters are deflated a batch at a time on every core, and stored in order.
+        let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(BATCH);
+        let threads = threads();
+        let flush = |data: &mut Data<'_>, batch: &mut Vec<(u64, Vec<u8>)>| {
+            let packed = map_parallel(batch, threads, |part| {
+                part.iter().map(|(_, bytes)| deflate(bytes)).collect()
+            })?;
+            for ((guest, bytes), packed) in batch.drain(..).zip(packed) {
+                data.store(guest, &bytes, packed.as_deref())?;
             }
-            None => {
-                w.align()?;
-                let start = w.pos;
-                refs.add(start / CLUSTER).map_err(io::Error::other)?;
-                w.write(data)?;
-                COPIED | start
-            }
+            Ok::<(), io::Error>(())
         };
-        map.push(Mapping { guest, entry });
-        Ok(())
-    })
-    .map_err(io_err)?;
+        raw.for_each_block(CLUSTER, |guest, bytes| {
+            batch.push((guest, bytes.to_vec()));
+            if batch.len() == BATCH {
+                flush(&mut data, &mut batch)?;
+            }
+            Ok(())
+        })
+        .map_err(io_err)?;
+        flush(&mut data, &mut batch).map_err(io_err)?;
+    } else {
+        raw.for_each_block(CLUSTER, |guest, bytes| data.store(guest, bytes, None))
+            .map_err(io_err)?;
+    }
+    let Data {
+        mut w,
+        mut refs,
+        map,
+    } = data;
     w.align().map_err(io_err)?;
 
     // L2 tables: one for each L1 entry that maps data, written in guest order.

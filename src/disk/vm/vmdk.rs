@@ -26,7 +26,7 @@ use std::io::{self, Write};
 
 use uuid::Uuid;
 
-use super::RawDisk;
+use super::{BATCH, RawDisk, map_parallel, threads};
 use crate::disk::{DiskError, SECTOR, round_up};
 
 /// The largest virtual size written: 2 TiB. VMware caps hosted sparse extents there, and the
@@ -39,8 +39,7 @@ const GRAIN: u64 = 64 << 10;
 const GRAIN_SECTORS: u64 = GRAIN / SECTOR;
 /// Entries in a grain table.
 const GTES: u64 = 512;
-/// Grains compressed together: 16 MiB of input.
-const BATCH: usize = 256;
+/// The leading header's grain directory offset: the directory is at the end of the stream.
 const GD_AT_END: u64 = u64::MAX;
 const FLAGS: u32 = 1 | 1 << 16 | 1 << 17;
 
@@ -134,7 +133,7 @@ pub fn write_stream_optimized<W: Write>(
         w,
         directory: vec![0u32; tables as usize],
         table: None,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: threads(),
         failed: None,
     };
     let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(BATCH);
@@ -296,25 +295,9 @@ impl<W: Write> Body<W> {
         if batch.is_empty() {
             return Ok(());
         }
-        let per_thread = batch.len().div_ceil(self.threads);
-        let compressed: Vec<io::Result<Vec<Vec<u8>>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = batch
-                .chunks(per_thread)
-                .map(|part| s.spawn(move || compress_grains(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a compression thread failed")))
-                })
-                .collect()
-        });
-        let records = compressed
-            .into_iter()
-            .collect::<io::Result<Vec<_>>>()
+        let records = map_parallel(&batch, self.threads, compress_grains)
             .map_err(|e| DiskError::io("compressing the VMDK's grains", e))?;
-        for ((index, _), record) in batch.iter().zip(records.into_iter().flatten()) {
+        for ((index, _), record) in batch.iter().zip(records) {
             let table = index / GTES;
             if self.table.as_ref().is_some_and(|(t, _)| *t != table) {
                 self.end_table()?;
