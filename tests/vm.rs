@@ -11,6 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use support::sparse::assert_holds;
 use support::{boot_until_pong, boot_until_pong_with, build_shared, sh, stderr};
 
 /// `qemu-img ARGS`, which must succeed; its standard output.
@@ -22,23 +23,6 @@ fn qemu_img(args: &[&str], image: &Path) -> String {
 fn info(format: &str, image: &Path) -> serde_json::Value {
     let text = qemu_img(&["info", "--output", "json", "-f", format], image);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// Assert that `image` (QEMU format `format`) holds exactly the raw disk `raw`.
-fn assert_holds(raw: &Path, format: &str, image: &Path) {
-    let o = Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", format])
-        .arg(raw)
-        .arg(image)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && text.contains("Images are identical"),
-        "{}: {text}{}",
-        image.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// `NAME{suffix}` next to the build's prefix.

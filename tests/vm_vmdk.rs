@@ -3,7 +3,7 @@
 //! gzip for the parallel gzip writer.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +14,10 @@ use osbuild::disk::vm::vmdk::{self, Adapter, VmdkOptions};
 use osbuild::disk::vm::{RawDisk, ovf};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
+
+mod support;
+
+use support::sparse::sparse_disk;
 
 /// Run a tool; panic with its output when it fails. Returns stdout.
 fn run(cmd: &mut Command) -> String {
@@ -35,25 +39,6 @@ fn opts() -> VmdkOptions {
         adapter: Adapter::Lsilogic,
         file_name: "disk.vmdk".into(),
     }
-}
-
-/// A sparse raw disk of `size` bytes with `writes` (offset, bytes) in it.
-fn make_disk(path: &Path, size: u64, writes: &[(u64, Vec<u8>)]) -> File {
-    let mut f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.set_len(size).unwrap();
-    for (at, bytes) in writes {
-        let len = (bytes.len() as u64).min(size.saturating_sub(*at)) as usize;
-        f.seek(SeekFrom::Start(*at)).unwrap();
-        f.write_all(&bytes[..len]).unwrap();
-    }
-    f.sync_all().unwrap();
-    f
 }
 
 /// Write the VMDK of `raw_path` and check it with qemu-img against the raw disk.
@@ -140,7 +125,7 @@ fn check_sparse_tar(dir: &Path, raw_path: &Path, size: u64, gz: bool) -> u64 {
 
 /// Random sparse disks: a size in sectors and up to six writes at random offsets, some random
 /// bytes and some repetitive.
-fn sparse_disk() -> impl Strategy<Value = (u64, Vec<(u64, Vec<u8>)>)> {
+fn disk_strategy() -> impl Strategy<Value = (u64, Vec<(u64, Vec<u8>)>)> {
     (1u64..=(48 << 11)).prop_flat_map(|sectors| {
         let size = sectors * 512;
         let write = (
@@ -159,10 +144,10 @@ fn sparse_disk() -> impl Strategy<Value = (u64, Vec<(u64, Vec<u8>)>)> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
-    fn vmdk_and_sparse_tar_hold_the_raw_disk((size, writes) in sparse_disk()) {
+    fn vmdk_and_sparse_tar_hold_the_raw_disk((size, writes) in disk_strategy()) {
         let dir = tempfile::tempdir().unwrap();
         let raw_path = dir.path().join("disk.img");
-        make_disk(&raw_path, size, &writes);
+        sparse_disk(&raw_path, size, &writes);
         check_vmdk(dir.path(), &raw_path, size);
         check_sparse_tar(dir.path(), &raw_path, size, false);
     }
@@ -179,7 +164,7 @@ fn sparse_tar_with_extension_headers_and_a_trailing_hole_plain_and_gzipped() {
         .map(|i| (i * (1 << 20) + i * 777, vec![i as u8 + 1; 70_000]))
         .collect();
     writes.push(((8 << 30) + 4096, b"past 8 GiB".to_vec()));
-    make_disk(&raw_path, size, &writes);
+    sparse_disk(&raw_path, size, &writes);
     let plain = check_sparse_tar(dir.path(), &raw_path, size, false);
     assert!(plain < 8 << 20, "{plain} bytes");
     check_sparse_tar(dir.path(), &raw_path, size, true);
@@ -212,7 +197,7 @@ fn ten_gib_mostly_empty_vmdk_follows_the_data() {
         (7 << 30, noise(2 << 20)),
         (size - 1, vec![0xff]),
     ];
-    make_disk(&raw_path, size, &writes);
+    sparse_disk(&raw_path, size, &writes);
     let n = check_vmdk(dir.path(), &raw_path, size);
     let data = 4u64 << 20;
     println!("10 GiB disk with 4 MiB of data: VMDK of {n} bytes");
@@ -238,7 +223,7 @@ fn ova_holds_descriptor_manifest_and_disk_with_matching_digests() {
     let dir = tempfile::tempdir().unwrap();
     let raw_path = dir.path().join("disk.img");
     let size = 64u64 << 20;
-    make_disk(
+    sparse_disk(
         &raw_path,
         size,
         &[(0, vec![0x55; 5000]), (40 << 20, b"data".repeat(5000))],

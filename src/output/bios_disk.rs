@@ -18,6 +18,7 @@ use crate::disk::fat::{FatFile, FatOptions, min_size, write_fat};
 use crate::disk::mbr::{DISK, MbrPartition, fat_type, write_table};
 use crate::disk::slice::Slice;
 use crate::disk::{ALIGN, SECTOR, round_up};
+use crate::tree::Content;
 
 /// The files on the partition GRUB reads.
 pub(super) const KERNEL: &str = "kernel";
@@ -92,6 +93,69 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
     Ok(())
 }
 
+/// GRUB for BIOS ready to install: core.img (its embedded configuration boots the kernel and
+/// initrd from the partition `root`), boot.img, and that configuration.
+pub(super) struct Grub {
+    /// core.img, at most the room given to it.
+    pub core: Vec<u8>,
+    /// boot.img, the MBR code.
+    pub boot_img: Vec<u8>,
+    /// The configuration core.img runs.
+    pub config: String,
+}
+
+/// Assemble GRUB for `root` (`(hd0,msdos1)`) with `modules`, refusing a core.img larger
+/// than `room` (described as `room_name`).
+pub(super) fn grub(
+    job: &Job<'_>,
+    boot: &BootFiles,
+    root: &str,
+    modules: &[&str],
+    room: u64,
+    room_name: &str,
+) -> Result<Grub, OutputError> {
+    let config = grub_config(boot, root);
+    let core = grub_pc::core_image(
+        &mut |name| grub_file(job, name),
+        &CoreSpec {
+            modules,
+            prefix: &format!("{root}/boot/grub"),
+            config: &config,
+        },
+    )
+    .map_err(grub_err)?;
+    let boot_img = grub_file(job, "boot.img").map_err(grub_err)?;
+    if core.bytes.len() as u64 > room {
+        return Err(OutputError::Input(format!(
+            "GRUB's core image is {} bytes: more than {room_name}",
+            core.bytes.len()
+        )));
+    }
+    Ok(Grub {
+        core: core.bytes,
+        boot_img,
+        config,
+    })
+}
+
+/// The files GRUB's configuration loads from its partition.
+pub(super) fn loader_files<'a>(boot: &'a BootFiles, initrd: &'a Content) -> [FatFile<'a>; 3] {
+    [
+        FatFile {
+            path: KERNEL,
+            source: &boot.kernel,
+        },
+        FatFile {
+            path: INITRD,
+            source: initrd,
+        },
+        FatFile {
+            path: CMDLINE,
+            source: &boot.cmdline,
+        },
+    ]
+}
+
 /// The layout of `raw-bios` written into `file` (empty): the MBR with GRUB's boot.img,
 /// core.img in the gap before the partition, and the FAT partition.
 pub(super) fn write_disk(
@@ -101,40 +165,20 @@ pub(super) fn write_disk(
 ) -> Result<RawLayout, OutputError> {
     let boot = job.boot_files()?;
     let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch, true)?;
-    let config = grub_config(&boot, "(hd0,msdos1)");
-    let core = grub_pc::core_image(
-        &mut |name| grub_file(job, name),
-        &CoreSpec {
-            modules: MODULES,
-            prefix: "(hd0,msdos1)/boot/grub",
-            config: &config,
-        },
-    )
-    .map_err(grub_err)?;
-    let boot_img = grub_file(job, "boot.img").map_err(grub_err)?;
     // core.img lives in sectors 1 .. 2047, before the partition.
-    let gap = (ALIGN - SECTOR) as usize;
-    if core.bytes.len() > gap {
-        return Err(OutputError::Input(format!(
-            "GRUB's core image is {} bytes: more than the {gap} bytes before the partition",
-            core.bytes.len()
-        )));
-    }
-
-    let files = [
-        FatFile {
-            path: KERNEL,
-            source: &boot.kernel,
-        },
-        FatFile {
-            path: INITRD,
-            source: &initrd,
-        },
-        FatFile {
-            path: CMDLINE,
-            source: &boot.cmdline,
-        },
-    ];
+    let Grub {
+        core,
+        boot_img,
+        config,
+    } = grub(
+        job,
+        &boot,
+        "(hd0,msdos1)",
+        MODULES,
+        ALIGN - SECTOR,
+        "the sectors before the partition",
+    )?;
+    let files = loader_files(&boot, &initrd);
     let need = min_size(&files);
     let size = disk_size(job, ALIGN + round_up(need + need / 20, ALIGN))?;
     let sectors = u32::try_from((size - ALIGN) / SECTOR).map_err(|_| {
@@ -144,7 +188,7 @@ pub(super) fn write_disk(
         ))
     })?;
     let cmdline = config.clone().into_bytes();
-    let seed = digest(&[&core.bytes, &boot.kernel, &initrd, &cmdline])?;
+    let seed = digest(&[&core, &boot.kernel, &initrd, &cmdline])?;
 
     let dest = Path::new("the disk image");
     file.set_len(size).map_err(|e| OutputError::io(dest, e))?;
@@ -173,7 +217,7 @@ pub(super) fn write_disk(
         }],
         DISK,
     );
-    let core = grub_pc::install(&boot_img, &core.bytes, 1, &mut mbr).map_err(grub_err)?;
+    let core = grub_pc::install(&boot_img, &core, 1, &mut mbr).map_err(grub_err)?;
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.write_all(&mbr))
         .and_then(|_| file.write_all(&core))

@@ -17,12 +17,11 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::bios_disk::{CMDLINE, INITRD, KERNEL, grub_config, grub_err, grub_file};
+use super::bios_disk::{Grub, grub, grub_err, loader_files};
 use super::disk_image::{RawLayout, disk_size, layout_err, mib};
 use super::efi_disk::{assemble_uki, esp_size, write_esp};
 use super::{Job, OutputError};
-use crate::boot::grub_pc::{self, CoreSpec};
-use crate::disk::fat::FatFile;
+use crate::boot::grub_pc;
 use crate::disk::gpt::{ESP_TYPE, OVERHEAD, Partition, usable, write_gpt};
 use crate::disk::slice::Slice;
 use crate::disk::{ALIGN, SECTOR};
@@ -45,37 +44,15 @@ pub(super) fn write_disk(
     let arch = job.request.arch;
     let initrd = super::kernel_initrd::scratch_initrd(job, &boot, scratch, true)?;
     let uki = assemble_uki(job, &boot, &initrd, scratch)?;
-    let config = grub_config(&boot, "(hd0,gpt2)");
-    let core = grub_pc::core_image(
-        &mut |name| grub_file(job, name),
-        &CoreSpec {
-            modules: MODULES,
-            prefix: "(hd0,gpt2)/boot/grub",
-            config: &config,
-        },
-    )
-    .map_err(grub_err)?;
-    let boot_img = grub_file(job, "boot.img").map_err(grub_err)?;
-    if core.bytes.len() as u64 > ALIGN {
-        return Err(OutputError::Input(format!(
-            "GRUB's core image is {} bytes: more than its 1 MiB partition",
-            core.bytes.len()
-        )));
-    }
-    let loader_files = [
-        FatFile {
-            path: KERNEL,
-            source: &boot.kernel,
-        },
-        FatFile {
-            path: INITRD,
-            source: &initrd,
-        },
-        FatFile {
-            path: CMDLINE,
-            source: &boot.cmdline,
-        },
-    ];
+    let Grub { core, boot_img, .. } = grub(
+        job,
+        &boot,
+        "(hd0,gpt2)",
+        MODULES,
+        ALIGN,
+        "its 1 MiB partition",
+    )?;
+    let loader_files = loader_files(&boot, &initrd);
     let size = disk_size(job, ALIGN + esp_size(&uki, &loader_files, arch) + OVERHEAD)?;
     let (first, last) = usable(size)
         .filter(|(first, last)| first + 2 * (ALIGN / SECTOR) <= *last)
@@ -85,7 +62,7 @@ pub(super) fn write_disk(
                 mib(size)
             ))
         })?;
-    let seed = crate::disk::ids::Seed::of(&[b"bios+uefi", &core.bytes, &uki_seed_bytes(&uki)]);
+    let seed = crate::disk::ids::Seed::of(&[b"bios+uefi", &core, &uki_seed_bytes(&uki)]);
     let bios_boot = Partition {
         type_guid: BIOS_BOOT_TYPE,
         guid: seed.guid("bios-boot-partition"),
@@ -122,7 +99,7 @@ pub(super) fn write_disk(
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_exact(&mut mbr))
         .map_err(|e| OutputError::io(what, e))?;
-    let core = grub_pc::install(&boot_img, &core.bytes, bios_boot.first_lba, &mut mbr)
+    let core = grub_pc::install(&boot_img, &core, bios_boot.first_lba, &mut mbr)
         .map_err(grub_err)?;
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.write_all(&mbr))

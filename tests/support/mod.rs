@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod sparse;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
