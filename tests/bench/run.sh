@@ -19,9 +19,10 @@ build() { # name spec extra-args...
   /usr/bin/time -f "%e %U %S %M" -o "$work/time" \
     "$bin/osbuild" build -q --cache "$work/cache" --mirror "$mirror" --dir "$work/out" --name "$name" "$@" "$spec"
   read -r wall user sys rss < "$work/time"
-  # The size of what the build wrote, the manifest aside.
+  # The disk space what the build wrote takes (sparse files count what they store), the
+  # manifest aside.
   local bytes
-  bytes=$(find "$work/out" -maxdepth 1 -type f \( -name "$name-*" -o -name "$name.*" \) ! -name '*.json' -printf '%s\n' | awk '{s+=$1} END{print s+0}')
+  bytes=$(find "$work/out" -maxdepth 1 -type f \( -name "$name-*" -o -name "$name.*" \) ! -name '*.json' -printf '%b\n' | awk '{s+=$1*512} END{printf "%d", s}')
   printf '%-28s %8.2f %8.2f %9d %10d\n' "$name" "$wall" "$(awk "BEGIN{print $user+$sys}")" "$((rss / 1024))" \
     "$((bytes / 1024 / 1024))"
 }
@@ -29,7 +30,7 @@ mkdir -p "$work/out"
 echo "warming the cache..."
 "$bin/osbuild" build -q --cache "$work/cache" --mirror "$mirror" --dir "$work/out" --name warm tests/bench/redis-full.yml
 "$bin/osbuild" build -q --cache "$work/cache" --mirror "$mirror" --dir "$work/out" --name warm2 examples/services.yml
-printf '%-28s %8s %8s %9s %10s\n' build wall_s cpu_s peak_MiB output_MiB
+printf '%-28s %8s %8s %9s %10s\n' build wall_s cpu_s peak_MiB stored_MiB
 build services-gzip examples/services.yml --compress gzip
 build redis-full-none tests/bench/redis-full.yml --compress none
 build redis-full-gzip tests/bench/redis-full.yml --compress gzip
