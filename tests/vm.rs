@@ -303,7 +303,10 @@ fn ten_gib_disks_cost_only_their_data_and_qcow2_compresses() {
     assert_eq!(meta.len(), 10 << 30);
     let data = meta.blocks() * 512;
     let vhdx = std::fs::metadata(file(&base, ".vhdx")).unwrap().len();
-    assert!(vhdx < data + (4 << 20), "vhdx: {vhdx} bytes for {data} of data");
+    assert!(
+        vhdx < data + (4 << 20),
+        "vhdx: {vhdx} bytes for {data} of data"
+    );
     // Compressed: qcow2's clusters (--compress-clusters) and the VMDK's grains.
     for suffix in ["-efi.qcow2", ".vmdk"] {
         let len = std::fs::metadata(file(&base, suffix)).unwrap().len();

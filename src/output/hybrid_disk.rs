@@ -99,8 +99,8 @@ pub(super) fn write_disk(
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_exact(&mut mbr))
         .map_err(|e| OutputError::io(what, e))?;
-    let core = grub_pc::install(&boot_img, &core, bios_boot.first_lba, &mut mbr)
-        .map_err(grub_err)?;
+    let core =
+        grub_pc::install(&boot_img, &core, bios_boot.first_lba, &mut mbr).map_err(grub_err)?;
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.write_all(&mbr))
         .and_then(|_| file.seek(SeekFrom::Start(bios_boot.start())))

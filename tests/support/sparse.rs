@@ -18,7 +18,8 @@ pub fn sparse_disk(path: &Path, size: u64, writes: &[(u64, Vec<u8>)]) -> File {
     file.set_len(size).expect("size the raw disk");
     for (at, bytes) in writes {
         let len = (bytes.len() as u64).min(size.saturating_sub(*at)) as usize;
-        file.write_all_at(&bytes[..len], *at).expect("write the raw disk");
+        file.write_all_at(&bytes[..len], *at)
+            .expect("write the raw disk");
     }
     file
 }
