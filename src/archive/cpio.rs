@@ -58,7 +58,11 @@ struct Group {
     written: u32,
 }
 
-/// Write `tree` (but its root) to `out` as a newc cpio archive ending in `TRAILER!!!`.
+/// The name of the entry that ends a newc archive.
+const TRAILER: &[u8] = b"TRAILER!!!";
+
+/// Write `tree` (but its root) to `out` as a newc cpio archive ending in `TRAILER!!!`. An
+/// entry of that name at the root is refused: readers would stop there.
 pub fn write_cpio<W: Write>(
     tree: &Tree,
     out: &mut W,
@@ -81,6 +85,14 @@ pub fn write_cpio<W: Write>(
         }
         let name = path.to_bytes();
         let display = path.to_string();
+        if name == TRAILER {
+            return Err(ArchiveError::Unrepresentable {
+                path: display,
+                reason: "a newc archive ends at an entry of this name (cpio and the kernel \
+                         stop reading there): rename it, or build a disk format"
+                    .into(),
+            });
+        }
         match entry {
             WalkEntry::Directory { dir, .. } => {
                 let ino = take_ino(&mut next_ino, &display)?;
@@ -122,7 +134,7 @@ pub fn write_cpio<W: Write>(
     };
     write_header(
         &mut out,
-        b"TRAILER!!!",
+        TRAILER,
         &Meta::root(0, 0),
         &trailer,
         opts,
@@ -456,6 +468,35 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "old: mtime -5 is outside the range newc cpio can hold"
+        );
+    }
+
+    #[test]
+    fn an_entry_named_like_the_trailer_is_refused() {
+        let mut t = Tree::new(0);
+        let meta = Meta::root(0o755, 0);
+        let file = |body: &[u8]| {
+            Inode::Leaf(Arc::new(Leaf {
+                meta: Meta::root(0o644, 0),
+                kind: LeafKind::File(Content::inline(body.to_vec())),
+            }))
+        };
+        // Deeper down the name is harmless: readers compare the whole path.
+        t.insert(
+            &TreePath::parse("etc/TRAILER!!!").unwrap(),
+            file(b"ok"),
+            &meta,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write_cpio(&t, &mut out, &CpioOptions::default()).unwrap();
+        t.insert(&TreePath::parse("TRAILER!!!").unwrap(), file(b"x"), &meta)
+            .unwrap();
+        let err = write_cpio(&t, &mut Vec::new(), &CpioOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("TRAILER!!!: a newc archive ends at an entry of this name"),
+            "{err}"
         );
     }
 }
