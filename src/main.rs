@@ -197,20 +197,17 @@ fn cache_command(cmd: &CacheCommand) -> Result<ExitCode> {
                 eprintln!("error: {name} is not in the cache");
                 return Ok(ExitCode::from(4));
             }
-            let (blobs, bytes) = cache.gc()?;
-            eprintln!(
-                "removed {name}; freed {blobs} blobs ({})",
-                human_bytes(bytes)
-            );
+            let freed = cache.gc()?;
+            eprintln!("removed {name}; freed {}", describe_freed(&freed));
         }
         CacheCommand::Clean { all, dir } => {
             let cache = open(dir)?;
-            let (blobs, bytes) = if *all {
+            let freed = if *all {
                 cache.clean_all()?
             } else {
                 cache.gc()?
             };
-            eprintln!("freed {blobs} blobs ({})", human_bytes(bytes));
+            eprintln!("freed {}", describe_freed(&freed));
         }
         CacheCommand::Import { file, dir } => {
             let cache = open(dir)?;
@@ -478,4 +475,18 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `3 blobs and 2 temporary files (1.2 MiB)`.
+fn describe_freed(freed: &osbuild::image::cache::Freed) -> String {
+    let temporary = match freed.temporary {
+        0 => String::new(),
+        1 => " and 1 temporary file".into(),
+        n => format!(" and {n} temporary files"),
+    };
+    format!(
+        "{} blobs{temporary} ({})",
+        freed.blobs,
+        human_bytes(freed.bytes)
+    )
 }

@@ -9,6 +9,33 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::ArchiveError;
+use super::stale::{Swept, owner_tag, pid_before, sweep};
+
+/// The prefix of the scratch directories writers make beside their outputs.
+pub fn scratch_prefix() -> String {
+    format!(".osbuild-scratch-{}-", owner_tag())
+}
+
+/// The process that owns a temporary entry of an output directory: a staged output
+/// (`.NAME.PID.XXXXXX.tmp`) or a scratch directory (`.osbuild-scratch-PID-XXXXXX`).
+fn output_temp_owner(name: &str) -> Option<u32> {
+    if let Some(rest) = name.strip_prefix(".osbuild-scratch-") {
+        return pid_before(rest, '-');
+    }
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(3, '.');
+    let (_random, pid, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if file.is_empty() {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Remove from the output directory `dir` the staged outputs and scratch directories of
+/// builds that were killed before they could (SIGKILL, a power cut).
+pub fn sweep_output_dir(dir: &Path) -> Swept {
+    sweep(dir, output_temp_owner)
+}
 
 /// Temporary files of every live [`StagedOutputs`] in this process.
 static STAGED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -56,7 +83,7 @@ impl StagedOutputs {
             .file_name()
             .ok_or_else(|| ArchiveError::Usage(format!("{}: not a file name", dest.display())))?;
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .prefix(&format!(".{}.{}.", name.to_string_lossy(), owner_tag()))
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(|source| ArchiveError::File {
@@ -207,5 +234,39 @@ mod tests {
             err.to_string().starts_with("/nonexistent/osbuild: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn what_killed_builds_left_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale_out = dir.path().join(format!(".app-efi.img.{dead}.Ab12Cd.tmp"));
+        fs::write(&stale_out, b"partial").unwrap();
+        let stale_scratch = dir.path().join(format!(".osbuild-scratch-{dead}-Xy12"));
+        fs::create_dir(&stale_scratch).unwrap();
+        fs::write(stale_scratch.join("disk.raw"), b"raw").unwrap();
+        let user = dir.path().join(".notes.1.tmp");
+        fs::write(&user, b"a user's file of a similar shape but no owner part").unwrap();
+        let mut staged = StagedOutputs::new();
+        staged.create(&dir.path().join("app.json")).unwrap();
+        let swept = sweep_output_dir(dir.path());
+        assert_eq!(swept.entries, 2, "{swept:?}");
+        assert!(!stale_out.exists() && !stale_scratch.exists());
+        assert!(user.exists());
+        assert_eq!(
+            names(dir.path()).len(),
+            2,
+            "this process's staged file is kept"
+        );
+        drop(staged);
+        assert_eq!(owner_tag_of(".app.json.12.AbCdEf.tmp"), Some(12));
+        assert_eq!(owner_tag_of(".a.b.c.7.xyz.tmp"), Some(7));
+        assert_eq!(owner_tag_of("..1.x.tmp"), None);
+    }
+
+    fn owner_tag_of(name: &str) -> Option<u32> {
+        output_temp_owner(name)
     }
 }

@@ -142,10 +142,12 @@ impl<W: Write + Send + 'static> Compressor<W> {
         }
         let sent = self.send();
         self.tx = None;
-        let worker = self
-            .worker
-            .take()
-            .ok_or_else(|| io::Error::other("compressor already finished"))?;
+        let Some(worker) = self.worker.take() else {
+            // The last send found the worker stopped, joined it and holds its reason.
+            return Err(sent
+                .err()
+                .unwrap_or_else(|| io::Error::other("compressor already finished")));
+        };
         let result = worker
             .join()
             .map_err(|_| io::Error::other("compressor thread panicked"))?;

@@ -6,6 +6,7 @@ pub mod compress;
 pub mod cpio;
 pub mod pgzip;
 pub mod sparse_tar;
+pub mod stale;
 pub mod tar;
 
 use std::io::{self, Read, Write};

@@ -16,6 +16,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, 
 use sha2::{Digest, Sha256};
 
 use super::ImageError;
+use crate::archive::stale;
 
 /// The annotation naming an image in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -116,6 +117,8 @@ impl Cache {
         let cache = Cache {
             root: root.to_owned(),
         };
+        // What builds killed before they could clean up left in tmp/.
+        stale::sweep(&root.join("tmp"), temp_owner);
         if !root.join("index.json").exists() {
             let _lock = cache.lock_index()?;
             if !root.join("index.json").exists() {
@@ -191,7 +194,7 @@ impl Cache {
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, ImageError> {
         let dir = self.root.join("tmp");
         tempfile::Builder::new()
-            .prefix("blob-")
+            .prefix(&format!("blob-{}-", stale::owner_tag()))
             .tempfile_in(&dir)
             .map_err(io_err(&dir))
     }
@@ -365,7 +368,7 @@ impl Cache {
     }
 
     /// Remove every blob no named image uses; returns (blobs, bytes) removed.
-    pub fn gc(&self) -> Result<(u64, u64), ImageError> {
+    pub fn gc(&self) -> Result<Freed, ImageError> {
         let _lock = self.lock_exclusive()?;
         let keep: BTreeSet<String> = self
             .reachable()?
@@ -383,17 +386,27 @@ impl Cache {
                 count += 1;
             }
         }
+        // No build is running (the lock is exclusive): every temporary file is left over.
         let tmp = self.root.join("tmp");
+        let (mut temporary, mut temporary_bytes) = (0, 0);
         if let Ok(entries) = fs::read_dir(&tmp) {
             for e in entries.flatten() {
-                let _ = fs::remove_file(e.path());
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                if fs::remove_file(e.path()).is_ok() {
+                    temporary += 1;
+                    temporary_bytes += len;
+                }
             }
         }
-        Ok((count, bytes))
+        Ok(Freed {
+            blobs: count,
+            temporary,
+            bytes: bytes + temporary_bytes,
+        })
     }
 
     /// Remove everything: every name and every blob.
-    pub fn clean_all(&self) -> Result<(u64, u64), ImageError> {
+    pub fn clean_all(&self) -> Result<Freed, ImageError> {
         {
             let _lock = self.lock_index()?;
             self.write_index(&empty_index()?)?;
@@ -446,9 +459,29 @@ fn empty_index() -> Result<ImageIndex, ImageError> {
         })
 }
 
+/// The process that owns a temporary file of the cache's tmp/ (`blob-PID-...`,
+/// `write-PID-...`).
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix("blob-")
+        .or_else(|| name.strip_prefix("write-"))?;
+    stale::pid_before(rest, '-')
+}
+
+/// What a garbage collection removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freed {
+    /// Blobs no name reaches.
+    pub blobs: u64,
+    /// Temporary files left by interrupted pulls.
+    pub temporary: u64,
+    /// Bytes of both.
+    pub bytes: u64,
+}
+
 fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     let mut tmp = tempfile::Builder::new()
-        .prefix("write-")
+        .prefix(&format!("write-{}-", stale::owner_tag()))
         .tempfile_in(tmp_dir)
         .map_err(io_err(tmp_dir))?;
     tmp.write_all(bytes).map_err(io_err(dest))?;
@@ -519,7 +552,7 @@ mod tests {
                 .to_string(),
             m
         );
-        let (removed, _) = cache.gc().unwrap();
+        let removed = cache.gc().unwrap().blobs;
         assert_eq!(removed, 1);
         assert!(!cache.has_blob(&orphan));
         assert!(cache.has_blob(&cfg) && cache.has_blob(&m));
@@ -555,5 +588,31 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(cache.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn temporary_files_of_gone_builds_are_swept_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let tmp = dir.path().join("tmp");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        // An interrupted pull's partial blob, and one a running build is writing.
+        fs::write(tmp.join(format!("blob-{dead}-x1")), vec![0u8; 1000]).unwrap();
+        let live = cache.temp_file().unwrap();
+        drop(Cache::open(dir.path()).unwrap());
+        assert!(
+            !tmp.join(format!("blob-{dead}-x1")).exists(),
+            "swept on open"
+        );
+        assert!(live.path().exists(), "a live build's file is kept");
+        // cache clean (exclusive: no build runs) removes and counts what is left.
+        fs::write(tmp.join(format!("blob-{dead}-x2")), vec![0u8; 10]).unwrap();
+        let (_, kept) = live.keep().unwrap();
+        let freed = cache.gc().unwrap();
+        assert_eq!(freed.temporary, 2, "{freed:?}");
+        assert!(freed.bytes >= 10, "{freed:?}");
+        assert!(!kept.exists());
     }
 }

@@ -132,7 +132,7 @@ impl Job<'_> {
             None => self.request.dir.clone(),
         };
         tempfile::Builder::new()
-            .prefix(".osbuild-scratch-")
+            .prefix(&crate::archive::atomic::scratch_prefix())
             .tempdir_in(&dir)
             .map_err(|e| OutputError::io(&dir, e))
     }
@@ -270,6 +270,14 @@ pub fn write_outputs(
             .map_err(|e| OutputError::io(Path::new("standard output"), e))?;
         return Ok(Vec::new());
     }
+    let dir = match &request.output {
+        Some(out) => out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        None => request.dir.clone(),
+    };
+    crate::archive::atomic::sweep_output_dir(&dir);
     let mut out = Outputs {
         staged: StagedOutputs::new(),
         base: request.dir.join(&request.name),
