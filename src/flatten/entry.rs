@@ -76,7 +76,7 @@ pub(super) fn read_entries<R: Read + Seek>(
             Some(p) => p.clone(),
             None => entry.path_bytes().into_owned(),
         };
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let shown = crate::tree::abbreviate(&raw_path);
         let bad = |reason: String| FlattenError::Entry {
             layer: layer.to_string(),
             path: shown.clone(),

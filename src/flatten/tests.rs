@@ -367,3 +367,25 @@ fn binary_xattrs_with_newlines_do_not_break_later_pax_records() {
     assert_eq!(back.meta.xattrs, leaf.meta.xattrs);
     assert_eq!(back.meta.mtime, -1);
 }
+
+#[test]
+fn paths_longer_than_linux_allows_are_refused_in_one_short_line() {
+    // A file under 3000 nested directories: a 6004-byte path, which a PAX header carries but
+    // no system could create. Before the limit, layers of such paths took memory quadratic in
+    // the depth (2.8 GB for 10,000).
+    let deep = "a/".repeat(3000) + "deep";
+    let mut raw = Vec::new();
+    crate::archive::tar::write_file(&mut raw, &deep, 0o644, 0, 4, &b"deep"[..]).unwrap();
+    crate::archive::tar::write_end(&mut raw).unwrap();
+    let err = Layers::new()
+        .add_raw(&raw)
+        .flatten()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is 6004 bytes, more than the 4095 Linux allows a path (PATH_MAX)"),
+        "{err}"
+    );
+    assert!(err.starts_with("layer ") && err.len() < 400, "{err}");
+    assert_eq!(err.lines().count(), 1);
+}

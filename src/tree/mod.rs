@@ -19,7 +19,7 @@ pub use content::{BlobFile, Content};
 pub use dump::dump;
 pub use from_host::{FromHostError, HostImport, import_host_path};
 pub use overlay::overlay_dir;
-pub use path::{TreePath, TreePathError};
+pub use path::{TreePath, TreePathError, abbreviate};
 
 /// Ownership, permissions, time and extended attributes of a tree entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,35 @@ pub enum TreePathError {
     /// The path contains a NUL byte.
     #[error("path {0:?} contains a NUL byte")]
     Nul(String),
+    /// The path is longer than Linux lets a path be (PATH_MAX), or one of its names longer
+    /// than a name may be (NAME_MAX): no system could create it.
+    #[error("path {shown:?} is {len} bytes, {what}")]
+    TooLong {
+        /// The start and end of the path.
+        shown: String,
+        /// Its length in bytes (of the path, or of the name).
+        len: usize,
+        /// Which limit it passes.
+        what: &'static str,
+    },
+}
+
+/// The longest path Linux resolves, in bytes, without the terminating NUL (PATH_MAX - 1).
+pub const PATH_MAX: usize = 4095;
+/// The longest name of one directory entry, in bytes (NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+/// `bytes` as text short enough for a one-line message: paths over 100 characters keep
+/// their first and last 40, joined by `...`.
+pub fn abbreviate(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 100 {
+        return text.into_owned();
+    }
+    let head: String = chars[..40].iter().collect();
+    let tail: String = chars[chars.len() - 40..].iter().collect();
+    format!("{head}...{tail}")
 }
 
 impl TreePath {
@@ -37,8 +66,22 @@ impl TreePath {
                 String::from_utf8_lossy(bytes).into_owned(),
             ));
         }
+        if bytes.len() > PATH_MAX {
+            return Err(TreePathError::TooLong {
+                shown: abbreviate(bytes),
+                len: bytes.len(),
+                what: "more than the 4095 Linux allows a path (PATH_MAX)",
+            });
+        }
         let mut components = Vec::new();
         for part in bytes.split(|&b| b == b'/') {
+            if part.len() > NAME_MAX {
+                return Err(TreePathError::TooLong {
+                    shown: abbreviate(bytes),
+                    len: part.len(),
+                    what: "with a name longer than the 255 bytes Linux allows (NAME_MAX)",
+                });
+            }
             match part {
                 b"" | b"." => {}
                 b".." => {
@@ -158,5 +201,26 @@ mod tests {
         assert_eq!(parent.to_string(), "a/b");
         assert_eq!(name, "c");
         assert!(TreePath::root().split_last().is_none());
+    }
+
+    #[test]
+    fn paths_no_system_could_create_are_refused_in_short() {
+        let deep = "a/".repeat(2047) + "b";
+        assert_eq!(deep.len(), PATH_MAX);
+        assert_eq!(TreePath::parse(&deep).unwrap().depth(), 2048);
+        let deeper = "a/".repeat(5000);
+        let err = TreePath::parse(&deeper).unwrap_err().to_string();
+        assert!(
+            err.ends_with("is 10000 bytes, more than the 4095 Linux allows a path (PATH_MAX)"),
+            "{err}"
+        );
+        assert!(err.len() < 200, "the message stays short: {err}");
+        let name = format!("dir/{}", "n".repeat(256));
+        let err = TreePath::parse(&name).unwrap_err().to_string();
+        assert!(
+            err.contains("is 256 bytes, with a name longer than the 255"),
+            "{err}"
+        );
+        assert!(TreePath::parse(format!("dir/{}", "n".repeat(255))).is_ok());
     }
 }
