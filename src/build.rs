@@ -247,9 +247,10 @@ fn loader_images<'a>(
     )
 }
 
-/// Fail before pulling anything when the outputs could not be written.
+/// Fail before pulling anything when the outputs could not be written. The output directory
+/// is made when it does not exist; a dry run writes nothing and needs none.
 fn check_output_dir(opts: &BuildOptions) -> Result<(), BuildError> {
-    if opts.output.as_deref() == Some(Path::new("-")) {
+    if opts.dry_run || opts.output.as_deref() == Some(Path::new("-")) {
         return Ok(());
     }
     let dir = match &opts.output {
@@ -259,6 +260,7 @@ fn check_output_dir(opts: &BuildOptions) -> Result<(), BuildError> {
             .map_or_else(|| PathBuf::from("."), PathBuf::from),
         None => opts.dir.clone(),
     };
+    std::fs::create_dir_all(&dir).map_err(|e| OutputError::io(&dir, e))?;
     tempfile::tempfile_in(&dir).map_err(|e| OutputError::io(&dir, e))?;
     Ok(())
 }

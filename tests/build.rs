@@ -342,11 +342,13 @@ fn source_date_epoch_changes_generated_times_only_as_asked() {
 fn dry_run_pins_every_image_by_digest() {
     env();
     let s = Scratch::new();
+    // A dry run writes nothing, so it needs no output directory and makes none.
+    let missing = s.out().join("not-yet");
     let out = ok(&s.osbuild(&[
         "build",
         "--dry-run",
         "--dir",
-        s.out().to_str().unwrap(),
+        missing.to_str().unwrap(),
         &services(),
     ]));
     assert!(s.outputs().is_empty(), "a dry run writes nothing");
@@ -359,14 +361,16 @@ fn dry_run_pins_every_image_by_digest() {
     assert!(!pinned.is_empty());
     // The pinned spec is itself a valid spec that builds.
     let spec = s.spec("pinned.yml", &out);
+    // A build makes the output directory it is given.
     ok(&s.osbuild(&[
         "build",
         "-f",
         "tar",
         "--dir",
-        s.out().to_str().unwrap(),
+        missing.to_str().unwrap(),
         spec.to_str().unwrap(),
     ]));
+    assert!(missing.join("pinned.tar").is_file());
 }
 
 #[test]

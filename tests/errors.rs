@@ -135,14 +135,17 @@ fn missing_arch_lists_what_the_image_has() {
 fn unwritable_output_directory_fails_before_pulling() {
     let s = Scratch::new();
     let hello = repo().join("examples/hello.yml");
+    // A directory that cannot be made: its parent is a file.
+    let file = s.spec("a-file", "");
+    let dir = file.join("out");
     let o = s.osbuild(&[
         "build",
         "--dir",
-        "/nonexistent/osbuild-out",
+        dir.to_str().unwrap(),
         hello.to_str().unwrap(),
     ]);
     let e = failure(&o, 5);
-    assert!(e.starts_with("/nonexistent/osbuild-out: "), "{e}");
+    assert!(e.starts_with(&format!("{}: ", dir.display())), "{e}");
     assert!(
         !s.cache().join("blobs").exists()
             || std::fs::read_dir(s.cache().join("blobs/sha256"))
