@@ -253,13 +253,7 @@ fn check_output_dir(opts: &BuildOptions) -> Result<(), BuildError> {
     if opts.dry_run || opts.output.as_deref() == Some(Path::new("-")) {
         return Ok(());
     }
-    let dir = match &opts.output {
-        Some(out) => out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), PathBuf::from),
-        None => opts.dir.clone(),
-    };
+    let dir = crate::output::output_dir(opts.output.as_deref(), &opts.dir);
     std::fs::create_dir_all(&dir).map_err(|e| OutputError::io(&dir, e))?;
     tempfile::tempfile_in(&dir).map_err(|e| OutputError::io(&dir, e))?;
     Ok(())

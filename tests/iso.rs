@@ -300,18 +300,7 @@ fn iso_bios_and_iso_efi_of_redis_os_boot_to_pong() {
     assert!(mdir.contains("::/EFI/BOOT/BOOTX64.EFI"), "{mdir}");
 
     // The manifest lists both ISOs with their role and how they boot.
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out1.join("redis-os.json")).unwrap())
-            .unwrap();
-    let entry = |format: &str| {
-        manifest["outputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["format"] == format)
-            .unwrap_or_else(|| panic!("no {format} in {manifest:#}"))
-            .clone()
-    };
+    let entry = |format: &str| support::manifest_output(&out1, "redis-os", format);
     let bios_entry = entry("iso-bios");
     assert_eq!(bios_entry["arch"], "amd64");
     assert_eq!(

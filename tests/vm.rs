@@ -181,17 +181,7 @@ fn amd64_containers_hold_the_raw_disk_and_boot() {
     let base = build_shared("amd64", "redis-os", &[&support::redis_os()], &out, &args);
     check_containers(&base, dir.path(), true);
 
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("redis-os.json")).unwrap()).unwrap();
-    let entry = |format: &str| {
-        manifest["outputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["format"] == format)
-            .unwrap_or_else(|| panic!("no {format} in {manifest}"))
-            .clone()
-    };
+    let entry = |format: &str| support::manifest_output(&out, "redis-os", format);
     let vhdx = entry("vhdx");
     assert_eq!(vhdx["boot"]["firmware"], "uefi");
     assert_eq!(vhdx["files"][0]["image_format"], "vhdx");

@@ -47,7 +47,9 @@ fn check_vmdk(dir: &Path, raw_path: &Path, size: u64) -> u64 {
     let raw = RawDisk::new(&f, size);
     let out = dir.join("disk.vmdk");
     let file = File::create(&out).unwrap();
-    let n = vmdk::write_stream_optimized(&raw, std::io::BufWriter::new(file), &opts()).unwrap();
+    let n = vmdk::write_stream_optimized(&raw, std::io::BufWriter::new(file), &opts())
+        .unwrap()
+        .bytes;
     assert_eq!(n, std::fs::metadata(&out).unwrap().len());
     run(Command::new("qemu-img")
         .args(["check", "-f", "vmdk"])

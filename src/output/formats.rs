@@ -200,11 +200,17 @@ pub struct SizeRule {
     pub max: u64,
 }
 
-const MIB_ALIGNED: SizeRule = SizeRule {
-    align: 1 << 20,
-    strict: None,
-    max: 64 << 40,
-};
+/// Whole MiB (a `--size` off them is rounded up), at most `max`.
+const fn mib_aligned(max: u64) -> SizeRule {
+    SizeRule {
+        align: 1 << 20,
+        strict: None,
+        max,
+    }
+}
+
+/// The rule of raw disks and of formats without a rule of their own.
+const MIB_ALIGNED: SizeRule = mib_aligned(64 << 40);
 
 /// A VM disk format: a raw disk layout in a container.
 #[derive(Debug, Clone, Copy)]
@@ -450,7 +456,7 @@ pub static FORMATS: &[FormatInfo] = &[
         "-efi.qcow2",
         Container::Qcow2,
         &[DiskBoot::Efi],
-        MIB_ALIGNED,
+        mib_aligned(crate::disk::vm::qcow2::MAX_SIZE),
     ),
     vm_format!(
         "qcow2-bios",
@@ -460,7 +466,7 @@ pub static FORMATS: &[FormatInfo] = &[
         ".qcow2",
         Container::Qcow2,
         &[DiskBoot::Bios],
-        MIB_ALIGNED,
+        mib_aligned(crate::disk::vm::qcow2::MAX_SIZE),
     ),
     vm_format!(
         "vhd",
@@ -473,7 +479,7 @@ pub static FORMATS: &[FormatInfo] = &[
         SizeRule {
             align: 1 << 20,
             strict: Some("Azure"),
-            max: 2040 << 30,
+            max: crate::disk::vm::vhd::MAX_SIZE,
         },
     ),
     vm_format!(
@@ -484,11 +490,7 @@ pub static FORMATS: &[FormatInfo] = &[
         "-dynamic.vhd",
         Container::VhdDynamic,
         ALL_BOOTS,
-        SizeRule {
-            align: 1 << 20,
-            strict: None,
-            max: 2040 << 30,
-        },
+        mib_aligned(crate::disk::vm::vhd::MAX_SIZE),
     ),
     vm_format!(
         "vhdx",
@@ -498,7 +500,7 @@ pub static FORMATS: &[FormatInfo] = &[
         ".vhdx",
         Container::Vhdx,
         ALL_BOOTS,
-        MIB_ALIGNED,
+        mib_aligned(crate::disk::vm::vhdx::MAX_SIZE),
     ),
     vm_format!(
         "vmdk",
@@ -508,11 +510,7 @@ pub static FORMATS: &[FormatInfo] = &[
         ".vmdk",
         Container::Vmdk,
         ALL_BOOTS,
-        SizeRule {
-            align: 1 << 20,
-            strict: None,
-            max: crate::disk::vm::vmdk::MAX_SIZE,
-        },
+        mib_aligned(crate::disk::vm::vmdk::MAX_SIZE),
     ),
     vm_format!(
         "ova",
@@ -522,11 +520,7 @@ pub static FORMATS: &[FormatInfo] = &[
         ".ova",
         Container::Ova,
         ALL_BOOTS,
-        SizeRule {
-            align: 1 << 20,
-            strict: None,
-            max: crate::disk::vm::vmdk::MAX_SIZE,
-        },
+        mib_aligned(crate::disk::vm::vmdk::MAX_SIZE),
     ),
     vm_format!(
         "gcp",

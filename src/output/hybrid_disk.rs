@@ -62,7 +62,8 @@ pub(super) fn write_disk(
                 mib(size)
             ))
         })?;
-    let seed = crate::disk::ids::Seed::of(&[b"bios+uefi", &core, &uki_seed_bytes(&uki)]);
+    let seed =
+        crate::disk::ids::Seed::of(&[b"bios+uefi", &core, uki.seed.guid("hybrid").as_bytes()]);
     let bios_boot = Partition {
         type_guid: BIOS_BOOT_TYPE,
         guid: seed.guid("bios-boot-partition"),
@@ -108,9 +109,4 @@ pub(super) fn write_disk(
         .and_then(|_| file.flush())
         .map_err(|e| OutputError::io(what, e))?;
     Ok(RawLayout { size, seed })
-}
-
-/// The UKI's identifier seed as bytes, so the hybrid disk's identifiers follow it.
-fn uki_seed_bytes(uki: &super::efi_disk::Uki) -> [u8; 16] {
-    *uki.seed.guid("hybrid").as_bytes()
 }

@@ -104,6 +104,17 @@ pub struct Loaders {
     pub bios: Option<Tree>,
 }
 
+/// The directory outputs go to: `-o FILE`'s (`.` for a bare name), else `--dir`.
+pub fn output_dir(output: Option<&Path>, dir: &Path) -> PathBuf {
+    match output {
+        Some(out) => out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        None => dir.to_path_buf(),
+    }
+}
+
 /// Everything a writer reads.
 pub struct Job<'a> {
     /// The format being written.
@@ -124,13 +135,7 @@ impl Job<'_> {
 
     /// A scratch directory beside the outputs (same filesystem, removed when dropped).
     pub fn scratch(&self) -> Result<tempfile::TempDir, OutputError> {
-        let dir = match &self.request.output {
-            Some(out) => out
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-            None => self.request.dir.clone(),
-        };
+        let dir = output_dir(self.request.output.as_deref(), &self.request.dir);
         tempfile::Builder::new()
             .prefix(&crate::archive::atomic::scratch_prefix())
             .tempdir_in(&dir)
@@ -270,14 +275,7 @@ pub fn write_outputs(
             .map_err(|e| OutputError::io(Path::new("standard output"), e))?;
         return Ok(Vec::new());
     }
-    let dir = match &request.output {
-        Some(out) => out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-        None => request.dir.clone(),
-    };
-    crate::archive::atomic::sweep_output_dir(&dir);
+    crate::archive::atomic::sweep_output_dir(&output_dir(request.output.as_deref(), &request.dir));
     let mut out = Outputs {
         staged: StagedOutputs::new(),
         base: request.dir.join(&request.name),

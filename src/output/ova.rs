@@ -43,24 +43,20 @@ pub(super) fn write(
     let file = File::create(&vmdk_path).map_err(io(&vmdk_path))?;
     let mut file = BufWriter::with_capacity(1 << 20, file);
     let opts = super::vm_disk::vmdk_options(seed, &disk_name);
-    vmdk::write_stream_optimized(raw, &mut file, &opts).map_err(|e| OutputError::Layout {
-        what: format!("the {} image's disk", job.format),
-        reason: e.to_string(),
-    })?;
+    let written =
+        vmdk::write_stream_optimized(raw, &mut file, &opts).map_err(|e| OutputError::Layout {
+            what: format!("the {} image's disk", job.format),
+            reason: e.to_string(),
+        })?;
     finish(file, &vmdk_path.display().to_string())?;
     let (vmdk_sha, vmdk_len) = sha256_file(&vmdk_path).map_err(io(&vmdk_path))?;
-    let populated = raw
-        .allocated(64 << 10)
-        .map_err(|e| OutputError::io(Path::new("the raw disk"), e))?
-        .len() as u64
-        * (64 << 10);
 
     let descriptor = ovf::descriptor(&ovf::Appliance {
         name,
         disk_file: &disk_name,
         disk_file_size: vmdk_len,
         capacity: raw.size(),
-        populated_size: populated.min(raw.size()),
+        populated_size: written.populated,
         uefi: boot != DiskBoot::Bios,
         arch: job.request.arch,
         cpus: CPUS,

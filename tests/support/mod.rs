@@ -351,6 +351,20 @@ pub fn assert_size_is_honoured(format: &str, suffix: &str, check: impl Fn(&Path,
     assert_too_small_is_refused(dir.path(), &spec, format);
 }
 
+/// The manifest entry of `format` in the manifest of the build named `name` in `out`.
+pub fn manifest_output(out: &Path, name: &str, format: &str) -> serde_json::Value {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).expect("manifest"))
+            .expect("manifest JSON");
+    manifest["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["format"] == format)
+        .unwrap_or_else(|| panic!("no {format} in {manifest:#}"))
+        .clone()
+}
+
 /// The manifest entry of the only format a build named `name` wrote into `out`, after
 /// checking its file's hash against `image`.
 pub fn manifest_entry(out: &Path, name: &str, image: &Path) -> serde_json::Value {

@@ -93,13 +93,22 @@ pub struct VmdkOptions {
     pub file_name: String,
 }
 
+/// What a VMDK holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmdkWritten {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Bytes of the disk its grains hold (whole grains holding data, at most the disk).
+    pub populated: u64,
+}
+
 /// A streamOptimized (compressed, markers) VMDK of the raw disk, written sequentially to `out`
-/// (no seeking), grains compressed on every core. Returns the bytes written.
+/// (no seeking), grains compressed on every core.
 pub fn write_stream_optimized<W: Write>(
     raw: &RawDisk<'_>,
     out: W,
     opts: &VmdkOptions,
-) -> Result<u64, DiskError> {
+) -> Result<VmdkWritten, DiskError> {
     let size = raw.size();
     if size == 0 || !size.is_multiple_of(SECTOR) {
         return Err(DiskError::Unrepresentable(format!(
@@ -135,6 +144,7 @@ pub fn write_stream_optimized<W: Write>(
         table: None,
         threads: threads(),
         failed: None,
+        grains: 0,
     };
     let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(BATCH);
     let read = raw.for_each_block(GRAIN, |index, bytes| {
@@ -155,7 +165,10 @@ pub fn write_stream_optimized<W: Write>(
     body.end_table()?;
 
     let Body {
-        mut w, directory, ..
+        mut w,
+        directory,
+        grains,
+        ..
     } = body;
     let gd_bytes = directory.len() as u64 * 4;
     let gd_sectors = gd_bytes.div_ceil(SECTOR);
@@ -174,7 +187,10 @@ pub fn write_stream_optimized<W: Write>(
     if w.sector > u64::from(u32::MAX) {
         return Err(too_large());
     }
-    Ok(w.sector * SECTOR)
+    Ok(VmdkWritten {
+        bytes: w.sector * SECTOR,
+        populated: (grains * GRAIN).min(size),
+    })
 }
 
 fn too_large() -> DiskError {
@@ -286,6 +302,8 @@ struct Body<W> {
     threads: usize,
     /// Why writing stopped inside the raw disk's callback.
     failed: Option<DiskError>,
+    /// Grains written.
+    grains: u64,
 }
 
 impl<W: Write> Body<W> {
@@ -308,6 +326,7 @@ impl<W: Write> Body<W> {
                 .get_or_insert_with(|| (table, vec![0u32; GTES as usize]));
             entries[(index % GTES) as usize] = at;
             self.w.put(&record).map_err(io)?;
+            self.grains += 1;
         }
         Ok(())
     }
@@ -438,8 +457,10 @@ mod tests {
         }
         let raw = RawDisk::new(&f, size);
         let mut v = Vec::new();
-        let n = write_stream_optimized(&raw, &mut v, &opts()).unwrap();
-        assert_eq!(n as usize, v.len());
+        let written = write_stream_optimized(&raw, &mut v, &opts()).unwrap();
+        assert_eq!(written.bytes as usize, v.len());
+        // Grains 0, 1 (100,000 is in the second 64 KiB) and one in the last MiB hold data.
+        assert_eq!(written.populated, 3 * GRAIN);
         assert_eq!(&v[..4], b"KDMV");
         assert_eq!(u32_at(&v, 4), 3);
         assert_eq!(u32_at(&v, 8), 0x30001);
