@@ -5,7 +5,7 @@
 //! scratch file first, since the descriptor states its size and the manifest its digest.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
 use sha2::Digest;
@@ -81,8 +81,6 @@ pub(super) fn write(
     let vmdk = BufReader::with_capacity(1 << 20, File::open(&vmdk_path).map_err(io(&vmdk_path))?);
     write_file(&mut tar, &disk_name, 0o644, mtime, vmdk_len, vmdk)?;
     write_end(&mut tar)?;
-    finish(tar, suffix)?
-        .flush()
-        .map_err(|e| OutputError::io(Path::new(suffix), e))?;
+    finish(tar, suffix)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! disk itself, written straight into place.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::Path;
 
 use super::disk_image::RawLayout;
@@ -94,9 +94,7 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
             let name = format!("{}{suffix}", job.request.name);
             vmdk::write_stream_optimized(&raw, &mut file, &vmdk_options(&seed, &name))
                 .map_err(err)?;
-            finish(file, suffix)?
-                .flush()
-                .map_err(|e| OutputError::io(Path::new(suffix), e))?;
+            finish(file, suffix)?;
         }
         Container::Ova => super::ova::write(job, &raw, &seed, boot, scratch.path(), out)?,
         Container::GceTarGz => {
@@ -106,9 +104,7 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
             let file = gz
                 .finish()
                 .map_err(|e| OutputError::io(Path::new(suffix), e))?;
-            finish(file, suffix)?
-                .flush()
-                .map_err(|e| OutputError::io(Path::new(suffix), e))?;
+            finish(file, suffix)?;
         }
     }
     Ok(())
