@@ -49,11 +49,20 @@ pub fn create(cgroup: &Path) -> Result<(), String> {
         }
         enable_controllers(&dir);
         dir.push(part);
-        if !dir.exists() {
-            std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-        }
+        make_dir(&dir)?;
     }
     Ok(())
+}
+
+/// Make the directory `dir` unless it is there: containers starting together race to make
+/// their common parents (`osbuild/services`), and the one that loses finds it made.
+fn make_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(format!("mkdir {}: {e}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Create `cgroup`, apply `resources` and move the calling process into it.
@@ -203,5 +212,18 @@ mod tests {
             path_for(Path::new("/containers/services/x"), &c),
             Path::new("/sys/fs/cgroup/podruntime/x")
         );
+    }
+
+    #[test]
+    fn a_directory_made_meanwhile_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cg = dir.path().join("services");
+        make_dir(&cg).unwrap();
+        // Another container made it between our look and our mkdir.
+        make_dir(&cg).unwrap();
+        let under_file = dir.path().join("file");
+        std::fs::write(&under_file, b"").unwrap();
+        let err = make_dir(&under_file.join("x")).unwrap_err();
+        assert!(err.starts_with("mkdir "), "{err}");
     }
 }
