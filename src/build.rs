@@ -73,7 +73,7 @@ pub enum BuildError {
     #[error(transparent)]
     Image(#[from] ImageError),
     /// An image's layers could not be flattened.
-    #[error("{reference}: {source}")]
+    #[error("{reference}")]
     Flatten {
         /// The image.
         reference: String,
@@ -295,7 +295,7 @@ fn reference_of(
     let built = crate::pkg::build_for(&package, cache, mtime, Some(arch)).map_err(|e| match e {
         crate::pkg::PkgError::Manifest(s) => BuildError::Spec(s),
         crate::pkg::PkgError::Image(i) => BuildError::Image(i),
-        other => at(other.to_string()),
+        other => at(crate::error::chain(&other)),
     })?;
     task.finish(built.to_string());
     Ok(built)
@@ -327,6 +327,7 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
     }
     let formats = choose_formats(&loaded, &opts.formats, opts.arch)?;
     let needs = check_disk_options(&formats, opts)?;
+    crate::output::check_single_output(&formats, opts.output.as_deref())?;
     check_output_dir(opts)?;
     let cache = Cache::open(&opts.cache_dir)?;
     let _in_use = cache.lock_in_use()?;

@@ -13,6 +13,7 @@ pub mod archive;
 pub mod boot;
 pub mod build;
 pub mod disk;
+pub mod error;
 pub mod flatten;
 pub mod image;
 pub mod output;

@@ -18,14 +18,60 @@ use osbuild::progress::{Mode, Reporter, human_bytes};
 /// Exit code for a bad command line (clap uses it too).
 const EXIT_USAGE: u8 = 2;
 
+/// A mistake on the command line or in the environment it reads: exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// An image asked for by name is not in the cache: exit 4, like other image errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not in the cache")]
+struct NotCached(String);
+
+/// A [`UsageError`] with a formatted message, as an [`anyhow::Error`].
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        anyhow::Error::from(UsageError(format!($($arg)*)))
+    };
+}
+
+/// The documented exit code for `e`, chosen by the kind of the first typed error in its
+/// chain: 2 bad command line (a malformed
+/// image reference among them), 3 invalid spec, 4 image or registry, 5 output, 1 otherwise.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use osbuild::image::ImageError;
+    use osbuild::run::qemu::RunError;
+    use osbuild::spec::SpecError;
+    for cause in e.chain() {
+        // A reference that does not parse reaches here only from the command line; in a
+        // spec it is a SpecError.
+        if cause.is::<UsageError>() || cause.is::<osbuild::image::reference::ReferenceError>() {
+            return EXIT_USAGE;
+        }
+        if let Some(b) = cause.downcast_ref::<BuildError>() {
+            return u8::try_from(b.exit_code()).unwrap_or(1);
+        }
+        if cause.is::<SpecError>() {
+            return 3;
+        }
+        if cause.is::<ImageError>() || cause.is::<NotCached>() {
+            return 4;
+        }
+        if let Some(RunError::Usage(_)) = cause.downcast_ref::<RunError>() {
+            return EXIT_USAGE;
+        }
+    }
+    1
+}
+
 fn registry_options(args: &RegistryArgs) -> Result<RegistryOptions> {
     let mut mirrors = BTreeMap::new();
     for m in &args.mirror {
         let (registry, url) = m.split_once('=').ok_or_else(|| {
-            anyhow!("--mirror {m:?}: expected REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000")
+            usage!("--mirror {m:?}: expected REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000")
         })?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(anyhow!(
+            return Err(usage!(
                 "--mirror {m:?}: the URL must start with http:// or https://"
             ));
         }
@@ -41,7 +87,7 @@ fn registry_options(args: &RegistryArgs) -> Result<RegistryOptions> {
 
 fn parse_arch(arch: &Option<String>) -> Result<Arch> {
     match arch {
-        Some(a) => a.parse().map_err(|e: String| anyhow!("--arch: {e}")),
+        Some(a) => a.parse().map_err(|e: String| usage!("--arch: {e}")),
         None => Ok(Arch::host()),
     }
 }
@@ -51,7 +97,7 @@ fn source_date_epoch() -> Result<Option<i64>> {
         Ok(v) if !v.is_empty() => v
             .parse()
             .map(Some)
-            .map_err(|_| anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
+            .map_err(|_| usage!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
         _ => Ok(None),
     }
 }
@@ -61,7 +107,7 @@ fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
     let formats = args
         .formats
         .iter()
-        .map(|f| f.parse().map_err(|e: String| anyhow!("--format: {e}")))
+        .map(|f| f.parse().map_err(|e: String| usage!("--format: {e}")))
         .collect::<Result<Vec<_>>>()?;
     let opts = BuildOptions {
         files: args.files.clone(),
@@ -75,17 +121,17 @@ fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
             .as_deref()
             .map(osbuild::disk::parse_size)
             .transpose()
-            .map_err(|e| anyhow!("--size: {e}"))?,
+            .map_err(|e| usage!("--size: {e}"))?,
         compression: args
             .compress
             .parse()
-            .map_err(|e: String| anyhow!("--compress: {e}"))?,
+            .map_err(|e: String| usage!("--compress: {e}"))?,
         boot: args
             .boot
             .as_deref()
             .map(str::parse)
             .transpose()
-            .map_err(|e: String| anyhow!("--boot: {e}"))?,
+            .map_err(|e: String| usage!("--boot: {e}"))?,
         compress_clusters: args.compress_clusters,
         cache_dir: args
             .registry
@@ -111,27 +157,8 @@ fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Ok(report_build_error(&e)),
+        Err(e) => Err(e.into()),
     }
-}
-
-fn report_build_error(e: &BuildError) -> ExitCode {
-    eprintln!("error: {}", chain(e));
-    ExitCode::from(e.exit_code() as u8)
-}
-
-/// The error and its sources on one line, each said once.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text = format!("{text}: {s_text}");
-        }
-        source = s.source();
-    }
-    text
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -171,10 +198,7 @@ fn inspect(args: &InspectArgs, reporter: &Reporter) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("error: {}", chain(&e));
-            Ok(ExitCode::from(4))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -194,8 +218,7 @@ fn cache_command(cmd: &CacheCommand) -> Result<ExitCode> {
             let cache = open(dir)?;
             let name = Reference::parse(image)?.to_string();
             if !cache.remove(&name)? {
-                eprintln!("error: {name} is not in the cache");
-                return Ok(ExitCode::from(4));
+                return Err(NotCached(name).into());
             }
             let freed = cache.gc()?;
             eprintln!("removed {name}; freed {}", describe_freed(&freed));
@@ -233,17 +256,17 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
     let disks = args
         .disk
         .iter()
-        .map(|d| d.parse().map_err(anyhow::Error::msg))
+        .map(|d| d.parse().map_err(|e: String| usage!("--disk: {e}")))
         .collect::<Result<Vec<_>>>()?;
     let publish = args
         .publish
         .iter()
-        .map(|p| p.parse().map_err(anyhow::Error::msg))
+        .map(|p| p.parse().map_err(|e: String| usage!("--publish: {e}")))
         .collect::<Result<Vec<_>>>()?;
     let accel = args
         .accel
         .parse()
-        .map_err(|e: String| anyhow!("--accel: {e}"))?;
+        .map_err(|e: String| usage!("--accel: {e}"))?;
     let contents = match (&args.data, &args.data_file) {
         (Some(text), _) => Some(text.clone().into_bytes()),
         (None, Some(path)) => {
@@ -262,7 +285,7 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
         Some(a) => {
             let asked = parse_arch(&Some(a.clone()))?;
             if asked != built {
-                return Err(anyhow!(
+                return Err(usage!(
                     "--arch {asked}: {} was built for {built}",
                     target.manifest.display()
                 ));
@@ -307,7 +330,7 @@ fn run_qemu(args: &QemuArgs) -> Result<ExitCode> {
                 firmware: match (firmware, args.bios) {
                     (Firmware::UefiAndBios, true) => Firmware::Bios,
                     (Firmware::Uefi, true) => {
-                        return Err(anyhow!(
+                        return Err(usage!(
                             "--bios: the {} output boots only through UEFI",
                             target.output.format
                         ));
@@ -453,26 +476,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>();
-            let mut line = String::new();
-            for t in text {
-                if !line.contains(&t) {
-                    if !line.is_empty() {
-                        line.push_str(": ");
-                    }
-                    line.push_str(&t);
-                }
-            }
-            eprintln!("error: {line}");
-            if e.chain()
-                .any(|c| c.downcast_ref::<osbuild::image::ImageError>().is_some())
-            {
-                ExitCode::from(4)
-            } else if e.to_string().starts_with("--") {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::FAILURE
-            }
+            let line = e.chain().map(ToString::to_string).collect::<Vec<_>>();
+            eprintln!("error: {}", line.join(": "));
+            ExitCode::from(exit_code(&e))
         }
     }
 }

@@ -256,6 +256,36 @@ fn tampered_registry_blob_fails_the_build() {
 }
 
 #[test]
+fn a_blob_the_registry_lost_is_named_by_its_digest() {
+    let (registry, image) = own_registry();
+    let blob = biggest_file(&registry.storage_dir());
+    std::fs::remove_file(&blob).unwrap();
+    // The registry keeps blobs at .../sha256/XX/HEX/data.
+    let hex = blob
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    let s = Scratch::new();
+    let spec = s.spec("t.yml", &format!("init:\n  - {image}\n"));
+    let o = s.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        s.out().to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ]);
+    let e = failure(&o, 4);
+    assert!(
+        e.contains(&image) && e.contains(&format!("layer sha256:{hex} not found")),
+        "{e}"
+    );
+    assert!(s.outputs().is_empty());
+}
+
+#[test]
 fn supervision_keys_are_checked_where_written() {
     let s = Scratch::new();
     for (spec, want) in [
@@ -503,4 +533,146 @@ fn a_kernel_without_an_efi_stub_cannot_make_an_efi_disk() {
     assert!(e.starts_with("boot/kernel: "), "{e}");
     assert!(e.contains("ELF"), "{e}");
     assert!(s.outputs().is_empty());
+}
+
+/// Nothing was pulled into `s`'s cache.
+fn nothing_pulled(s: &Scratch) -> bool {
+    std::fs::read_dir(s.cache().join("blobs/sha256")).map_or(true, |d| d.count() == 0)
+}
+
+#[test]
+fn exit_codes_follow_the_kind_of_error() {
+    let s = Scratch::new();
+    let hello = repo().join("examples/hello.yml");
+    let hello = hello.to_str().unwrap();
+    let file = s.out().join("one-file");
+    let file = file.to_str().unwrap();
+    // Bad command lines exit 2, before anything is pulled.
+    for (args, says) in [
+        (
+            vec!["build", "-o", file, "-f", "kernel+initrd", hello],
+            "kernel+initrd is 3 files and cannot go to one file",
+        ),
+        (
+            vec!["build", "-o", file, "-f", "tar", "-f", "raw-efi", hello],
+            "-o names one output",
+        ),
+        (
+            vec!["build", "-o", "-", "-f", "raw-efi", hello],
+            "raw-efi cannot go to standard output",
+        ),
+        (vec!["build", "--arch", "vax", hello], "--arch: "),
+        (
+            vec!["build", "--size", "lots", "-f", "raw-efi", hello],
+            "--size: ",
+        ),
+        (
+            vec!["build", "--mirror", "docker.io", hello],
+            "--mirror \"docker.io\": expected REGISTRY=URL",
+        ),
+    ] {
+        let e = failure(&osbuild_in(&s.cache(), &args), 2);
+        assert!(e.starts_with(says), "{args:?}: {e}");
+        assert!(nothing_pulled(&s), "{args:?} pulled");
+    }
+    let o = osbuild_in(
+        &s.cache(),
+        &["build", "-o", file, "-f", "kernel+initrd", hello],
+    );
+    assert!(!std::path::Path::new(file).exists(), "{}", stderr(&o));
+    // An image that is not there exits 4; one that cannot be named exits 2.
+    let e = failure(
+        &osbuild_in(&s.cache(), &["cache", "rm", "osbuild/not-there:1"]),
+        4,
+    );
+    assert!(
+        e.ends_with("osbuild/not-there:1 is not in the cache"),
+        "{e}"
+    );
+    let e = failure(
+        &osbuild_in(&s.cache(), &["cache", "rm", "Not A Reference"]),
+        2,
+    );
+    assert!(e.contains("Not A Reference"), "{e}");
+}
+
+/// `osbuild build` run with `dir` on a tmpfs of `size` bytes in a private mount namespace;
+/// also returns what the directory held afterwards.
+fn build_on_small_tmpfs(s: &Scratch, size: u64, args: &[&str]) -> (Output, String) {
+    let dir = s.out().join("small");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = "mount -t tmpfs -o size=$1 tmpfs \"$2\" || exit 99; shift; dir=$1; shift; \
+                  \"$@\"; rc=$?; ls -A \"$dir\" >&2; echo \"held: $(ls -A \"$dir\" | tr '\\n' ' ')\" >&2; exit $rc";
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(size.to_string())
+        .arg(&dir)
+        .arg(env!("CARGO_BIN_EXE_osbuild"))
+        .args(args)
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--cache")
+        .arg(s.cache())
+        .arg("--mirror")
+        .arg(env().mirror_arg())
+        .env("CI", "true")
+        .output()
+        .expect("run unshare");
+    assert_ne!(out.status.code(), Some(99), "mount: {}", stderr(&out));
+    let held = stderr(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("held: "))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    (out, held)
+}
+
+#[test]
+fn a_full_disk_is_said_naming_the_output_file() {
+    if !osbuild_test_skip::is_root() {
+        return osbuild_test_skip::skip("needs root to mount a small tmpfs");
+    }
+    let s = Scratch::new();
+    let hello = repo().join("examples/hello.yml");
+    let hello = hello.to_str().unwrap();
+    // Fill the cache, and learn how big the kernel is.
+    ok(&s.osbuild(&["build", "--dir", s.out().to_str().unwrap(), hello]));
+    let kernel = std::fs::metadata(s.out().join("hello-kernel"))
+        .unwrap()
+        .len();
+    // Room for the kernel, not for the initrd; then room for nothing.
+    for (args, room, file) in [
+        (
+            vec!["build", "--compress", "gzip", hello],
+            kernel + (64 << 10),
+            "hello-initrd.img",
+        ),
+        (
+            vec!["build", "--compress", "zstd", hello],
+            kernel + (64 << 10),
+            "hello-initrd.img",
+        ),
+        (
+            vec!["build", "--compress", "none", hello],
+            kernel + (64 << 10),
+            "hello-initrd.img",
+        ),
+        (vec!["build", "-f", "tar", hello], 64 << 10, "hello.tar"),
+        (
+            vec!["build", "-f", "raw-efi", hello],
+            64 << 10,
+            "hello-efi.img",
+        ),
+    ] {
+        let (o, held) = build_on_small_tmpfs(&s, room, &args);
+        let e = failure(&o, 5);
+        assert!(e.contains(file), "{args:?}: the message names {file}: {e}");
+        assert!(
+            e.ends_with(": No space left on device (os error 28)"),
+            "{args:?}: {e}"
+        );
+        assert_eq!(e.matches("No space left").count(), 1, "said once: {e}");
+        assert_eq!(held, "", "{args:?} left files behind");
+    }
 }

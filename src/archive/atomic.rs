@@ -231,7 +231,7 @@ mod tests {
             .create(Path::new("/nonexistent/osbuild/out"))
             .unwrap_err();
         assert!(
-            err.to_string().starts_with("/nonexistent/osbuild: "),
+            crate::error::chain(&err).starts_with("/nonexistent/osbuild: "),
             "{err}"
         );
     }

@@ -41,7 +41,7 @@ impl ArchiveOptions<'_> {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// Reading an entry's body or writing the archive failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Write {
         /// The entry (or output file) concerned.
         path: String,
@@ -68,7 +68,7 @@ pub enum ArchiveError {
         read: u64,
     },
     /// The output file or directory could not be created or committed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     File {
         /// The output path.
         path: String,

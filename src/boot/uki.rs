@@ -195,7 +195,7 @@ pub enum UkiError {
         name: String,
     },
     /// Writing the image, or reading a section body, failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -1297,7 +1297,7 @@ mod tests {
         let planned = plan(&stub, PeMachine::X64, &sections).unwrap();
         let err = planned.write(&mut Vec::new(), &sections).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            crate::error::chain(&err),
             "writing section .initrd of the UKI: expected 10 bytes, read 5"
         );
         let body = b"x".to_vec();
@@ -1310,7 +1310,7 @@ mod tests {
             .write(&mut Full { left: 100 }, &sections)
             .unwrap_err();
         assert_eq!(
-            err.to_string(),
+            crate::error::chain(&err),
             "writing the UKI's headers and stub: disk full"
         );
     }

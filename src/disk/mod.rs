@@ -94,7 +94,7 @@ pub enum DiskError {
     #[error("{0}")]
     Unrepresentable(String),
     /// Reading an input or writing the image failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being read or written.
         what: String,

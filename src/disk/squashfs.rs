@@ -162,7 +162,7 @@ pub enum SquashfsError {
     #[error("squashfs options: {0}")]
     Options(String),
     /// Reading an entry's body failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         /// The entry concerned.
         path: String,
@@ -189,7 +189,7 @@ pub enum SquashfsError {
         reason: String,
     },
     /// Writing the image (or compressing into it) failed.
-    #[error("writing the squashfs image: {0}")]
+    #[error("writing the squashfs image")]
     Write(#[source] io::Error),
 }
 
@@ -1963,7 +1963,7 @@ mod tests {
             &opts(SquashfsCompression::Zstd),
         )
         .unwrap_err();
-        assert!(err.to_string().starts_with("f: "), "{err}");
+        assert!(crate::error::chain(&err).starts_with("f: "), "{err}");
     }
 
     mod generated {

@@ -21,7 +21,7 @@ pub use window::Window;
 #[derive(Debug, thiserror::Error)]
 pub enum FlattenError {
     /// The layer file could not be read.
-    #[error("layer {layer}: {source}")]
+    #[error("layer {layer}")]
     Read {
         /// The layer file.
         layer: String,

@@ -42,6 +42,18 @@ pub enum ImageError {
         /// What the registry said.
         detail: String,
     },
+    /// The registry has the image's manifest but not one of the blobs it names.
+    #[error("{reference}: {what} {digest} not found in registry {registry}")]
+    BlobNotFound {
+        /// The image.
+        reference: String,
+        /// What the blob is to the image ("layer", "config").
+        what: String,
+        /// The blob's digest.
+        digest: String,
+        /// The registry asked.
+        registry: String,
+    },
     /// The registry could not be reached or kept failing.
     #[error("{reference}: registry {registry} failed after {attempts} attempts: {detail}")]
     Unreachable {
@@ -109,7 +121,7 @@ pub enum ImageError {
         reason: String,
     },
     /// The cache directory could not be read or written.
-    #[error("cache {path}: {source}")]
+    #[error("cache {path}")]
     Cache {
         /// The path concerned.
         path: PathBuf,

@@ -414,10 +414,27 @@ impl Puller {
         let label = format!("{} {what} {short}", reference.repository);
         self.with_retries(reference, || async {
             let task = self.reporter.task(label.clone(), size);
-            let stream = client
-                .pull_blob_stream(&oci, digest)
-                .await
-                .map_err(|e| self.classify(reference, e))?;
+            let stream = client.pull_blob_stream(&oci, digest).await.map_err(|e| {
+                match self.classify(reference, e) {
+                    Failure {
+                        error:
+                            ImageError::NotFound {
+                                reference,
+                                registry,
+                            },
+                        transient,
+                    } => Failure {
+                        error: ImageError::BlobNotFound {
+                            reference,
+                            what: what.to_string(),
+                            digest: digest.to_string(),
+                            registry,
+                        },
+                        transient,
+                    },
+                    other => other,
+                }
+            })?;
             let tmp = self.cache.temp_file().map_err(|error| Failure {
                 error,
                 transient: false,

@@ -217,20 +217,59 @@ pub fn finish(file: BufWriter<File>, what: &str) -> Result<File, OutputError> {
         .map_err(|e| OutputError::io(Path::new(what), e.into_error()))
 }
 
-/// A write that failed for want of space, said of the output directory rather than of the
-/// entry or scratch file being written when it happened.
-fn disk_full(e: OutputError, dir: &Path) -> OutputError {
+/// A write that failed for want of space, said of the output file being written when it
+/// happened (or of the output directory, before any was started) with the OS error, rather
+/// than of the entry or scratch file that met it.
+fn disk_full(e: OutputError, out: &Outputs, dir: &Path) -> OutputError {
     let full = match &e {
         OutputError::Archive(
             ArchiveError::Write { source, .. } | ArchiveError::File { source, .. },
         ) => source.kind() == io::ErrorKind::StorageFull,
         _ => false,
     };
-    if full {
-        OutputError::io(dir, io::Error::from(io::ErrorKind::StorageFull))
-    } else {
-        e
+    if !full {
+        return e;
     }
+    let file = out
+        .written
+        .last()
+        .and_then(|(_, _, files)| files.last())
+        .map_or(dir, |(dest, _)| dest.as_path());
+    OutputError::io(
+        file,
+        io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+    )
+}
+
+/// Check that `-o` (a file, or `-` for standard output) can take `formats`: exactly one
+/// format of one file, and for standard output one that streams. Checked before anything is
+/// pulled, and again by [`write_outputs`].
+pub fn check_single_output(formats: &[Format], output: Option<&Path>) -> Result<(), OutputError> {
+    let Some(output) = output else {
+        return Ok(());
+    };
+    let [format] = formats else {
+        return Err(OutputError::Usage(
+            "-o names one output: give exactly one --format".into(),
+        ));
+    };
+    if format.files.len() != 1 {
+        return Err(OutputError::Usage(format!(
+            "{format} is {} files and cannot go to one file: use --name and --dir instead of -o",
+            format.files.len()
+        )));
+    }
+    if output == Path::new("-") && format.stream.is_none() {
+        return Err(OutputError::Usage(format!(
+            "{format} cannot go to standard output: only {} can",
+            Format::all()
+                .filter(|f| f.stream.is_some())
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )));
+    }
+    Ok(())
 }
 
 /// Write `formats` of `tree` as asked; returns the files written (nothing for standard
@@ -241,27 +280,11 @@ pub fn write_outputs(
     request: &OutputRequest,
     loaders: &Loaders,
 ) -> Result<Vec<PathBuf>, OutputError> {
-    if request.output.is_some() && (formats.len() != 1 || formats[0].files.len() != 1) {
-        return Err(OutputError::Usage(match formats {
-            [one] => format!(
-                "{one} is {} files and cannot go to one file: use --name and --dir instead of -o",
-                one.files.len()
-            ),
-            _ => "-o names one output: give exactly one --format".into(),
-        }));
-    }
-    if request.output.as_deref() == Some(Path::new("-")) {
-        let format = formats[0];
-        let stream = format.stream.ok_or_else(|| {
-            OutputError::Usage(format!(
-                "{format} cannot go to standard output: only {} can",
-                Format::all()
-                    .filter(|f| f.stream.is_some())
-                    .map(|f| f.name)
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            ))
-        })?;
+    check_single_output(formats, request.output.as_deref())?;
+    if request.output.as_deref() == Some(Path::new("-"))
+        && let (Some(&format), Some(stream)) =
+            (formats.first(), formats.first().and_then(|f| f.stream))
+    {
         let job = Job {
             format,
             tree,
@@ -297,7 +320,9 @@ pub fn write_outputs(
             request,
             loaders,
         };
-        (format.writer)(&job, &mut out).map_err(|e| disk_full(e, &request.dir))?;
+        if let Err(e) = (format.writer)(&job, &mut out) {
+            return Err(disk_full(e, &out, &request.dir));
+        }
     }
     let Outputs {
         mut staged,

@@ -22,7 +22,7 @@ pub enum PkgError {
     #[error(transparent)]
     Manifest(#[from] SpecError),
     /// A source file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -40,7 +40,7 @@ pub enum AssembleError {
         path: String,
     },
     /// A path in the kernel section is not a valid path.
-    #[error("kernel image {image}: {source}")]
+    #[error("kernel image {image}")]
     KernelPath {
         /// The kernel image.
         image: String,
@@ -49,7 +49,7 @@ pub enum AssembleError {
         source: TreePathError,
     },
     /// The modules tarball could not be applied.
-    #[error("kernel image {image}: /{path}: {source}")]
+    #[error("kernel image {image}: /{path}")]
     KernelTar {
         /// The kernel image.
         image: String,
@@ -60,7 +60,7 @@ pub enum AssembleError {
         source: crate::flatten::FlattenError,
     },
     /// An entry could not be placed (a file stands where a directory is needed).
-    #[error("{location}: {source}")]
+    #[error("{location}")]
     Place {
         /// What was being placed (`files[2]`, `services/redis`).
         location: String,
@@ -69,7 +69,7 @@ pub enum AssembleError {
         source: TreeError,
     },
     /// A `files` source could not be read.
-    #[error("{location}: {source}")]
+    #[error("{location}")]
     Source {
         /// The files entry.
         location: String,
@@ -610,8 +610,7 @@ mod tests {
         plan.files = vec![file];
         let err = assemble(&plan, &ImageTrees::new(), 0).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("files[0]: /nonexistent/osbuild: "),
+            crate::error::chain(&err).starts_with("files[0]: /nonexistent/osbuild: "),
             "{err}"
         );
     }

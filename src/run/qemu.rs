@@ -35,7 +35,7 @@ pub enum RunError {
     #[error("{0}")]
     Usage(String),
     /// Starting QEMU or a helper failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

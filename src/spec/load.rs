@@ -23,7 +23,7 @@ pub struct LoadedSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// A spec file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Read {
         /// The file.
         path: String,
@@ -301,7 +301,7 @@ mod tests {
         let e = load(std::slice::from_ref(&path)).unwrap_err();
         assert!(matches!(e, SpecError::Read { .. }));
         assert!(
-            e.to_string().starts_with(&format!("{}: ", path.display())),
+            crate::error::chain(&e).starts_with(&format!("{}: ", path.display())),
             "{e}"
         );
     }

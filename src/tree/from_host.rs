@@ -14,7 +14,7 @@ use super::{BlobFile, Content, Directory, Inode, Leaf, LeafKind, Meta};
 #[derive(Debug, thiserror::Error)]
 pub enum FromHostError {
     /// Reading the file or its metadata failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The host path.
         path: PathBuf,
@@ -152,7 +152,10 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/x: "), "{err}");
+        assert!(
+            crate::error::chain(&err).starts_with("/nonexistent/x: "),
+            "{err}"
+        );
     }
 
     #[test]

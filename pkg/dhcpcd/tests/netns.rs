@@ -8,17 +8,6 @@ use std::time::{Duration, Instant};
 
 const DHCPCD: &str = env!("CARGO_BIN_EXE_dhcpcd");
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
@@ -182,9 +171,8 @@ impl Drop for Net {
 
 #[test]
 fn leases_from_dnsmasq_and_configures_the_namespace() {
-    if !is_root() {
-        eprintln!("skipped: needs root (network namespaces)");
-        return;
+    if !osbuild_test_skip::is_root() {
+        return osbuild_test_skip::skip("needs root (network namespaces)");
     }
     let mut net = Net::new("lease");
     net.start_dnsmasq();
@@ -257,9 +245,8 @@ fn leases_from_dnsmasq_and_configures_the_namespace() {
 
 #[test]
 fn without_a_server_times_out_with_one_line() {
-    if !is_root() {
-        eprintln!("skipped: needs root (network namespaces)");
-        return;
+    if !osbuild_test_skip::is_root() {
+        return osbuild_test_skip::skip("needs root (network namespaces)");
     }
     let net = Net::new("timeout");
     let resolv = net.resolv_conf();

@@ -351,7 +351,7 @@ mod tests {
                 .arg(file.path())
                 .output();
             let Ok(out) = run else {
-                eprintln!("{tool} is not installed: skipped");
+                osbuild_test_skip::skip(&format!("{tool} is not installed"));
                 continue;
             };
             assert!(out.status.success(), "{tool}: {out:?}");

@@ -15,7 +15,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -59,16 +59,13 @@ impl Netns {
     /// A new namespace with only its loopback link up.
     fn bare() -> Option<Netns> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let uid = fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(u32::MAX);
-        if uid != 0 {
-            eprintln!("skipping: needs root to make network namespaces (ip netns)");
+        if !osbuild_test_skip::is_root() {
+            osbuild_test_skip::skip("needs root to make network namespaces (ip netns)");
             return None;
         }
         for tool in ["ip", "unshare"] {
             if Command::new(tool).arg("-V").output().is_err() {
-                eprintln!("skipping: {tool} not found");
+                osbuild_test_skip::skip(&format!("{tool} not found"));
                 return None;
             }
         }

@@ -1028,8 +1028,7 @@ mod tests {
     #[ignore = "needs root and a cgroup2 mount; changes the machine's cgroups"]
     fn loads_and_attaches_for_real() {
         let Some(root) = cgroup2_root() else {
-            eprintln!("skipped: no cgroup2 mount");
-            return;
+            return osbuild_test_skip::skip("no cgroup2 mount");
         };
         let cgroup = root.join(format!("osbuild-device-filter-test-{}", std::process::id()));
         std::fs::create_dir(&cgroup).unwrap();
