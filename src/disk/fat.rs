@@ -848,8 +848,9 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("fsck.vfat is not installed: apt-get install dosfstools");
-            return;
+            return osbuild_test_skip::skip(
+                "fsck.vfat is not installed: apt-get install dosfstools",
+            );
         }
         let body: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
         let files = [

@@ -1601,7 +1601,7 @@ mod tests {
             .output()
             .is_ok_and(|o| !o.stdout.is_empty() || !o.stderr.is_empty());
         if !ok {
-            eprintln!("note: {tool} is not installed; skipping the checks that need it");
+            osbuild_test_skip::skip(&format!("{tool} is not installed"));
         }
         ok
     }

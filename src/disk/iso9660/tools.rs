@@ -20,7 +20,7 @@ fn run(tool: &str, args: &[&str]) -> Option<String> {
             Some(text)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("note: {tool} not installed, check skipped");
+            osbuild_test_skip::skip(&format!("{tool} is not installed"));
             None
         }
         Err(e) => panic!("{tool}: {e}"),
