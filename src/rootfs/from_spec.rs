@@ -3,13 +3,14 @@
 //! generated `config.json`, `runtime.json` and `supervise.json`), volumes and `files`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use super::oci_config::{ConfigInput, VolumeInfo, generate};
 use super::plan::{BundlePlan, FileBody, FilePlan, KernelPlan, RootfsPlan, Section, VolumePlan};
 use super::runtime_json::runtime_json;
 use crate::image::{Arch, Cache, ImageError, PulledImage};
-use crate::spec::{ImageSpec, LoadedSpec, Loc, SpecError, resolve_image_config};
+use crate::spec::{
+    ImageSpec, LoadedSpec, Loc, Origin, SpecError, resolve_image_config, resolve_source,
+};
 use crate::tree::TreePath;
 
 /// Why a root filesystem could not be planned.
@@ -34,13 +35,6 @@ fn spec_error<T>(
     message: String,
 ) -> PlanError {
     PlanError::Spec(SpecError::at(loaded.file(file), loc, key, message))
-}
-
-fn expand_home(path: &str) -> PathBuf {
-    match path.strip_prefix("~/") {
-        Some(rest) => dirs::home_dir().unwrap_or_default().join(rest),
-        None => PathBuf::from(path),
-    }
 }
 
 /// Decide the layout of the root filesystem from the spec (`pinned`: with every image pinned,
@@ -132,6 +126,7 @@ pub fn plan(
     for (i, f) in s.files.iter().enumerate() {
         let file = loaded.file(f.file);
         let key = format!("files[{i}]");
+        // The spec was validated: this fails only for a spec that was not.
         let path = TreePath::parse(&f.path.value).map_err(|e| {
             PlanError::Spec(SpecError::at(
                 file,
@@ -140,6 +135,7 @@ pub fn plan(
                 e.to_string(),
             ))
         })?;
+        let mut is_dir = f.directory;
         let body = if f.directory {
             FileBody::Directory
         } else if let Some(target) = &f.symlink {
@@ -147,15 +143,15 @@ pub fn plan(
         } else if let Some(c) = &f.contents {
             FileBody::Contents(c.as_bytes().to_vec())
         } else if let Some(src) = &f.source {
-            let path = expand_home(src);
-            let path = if path.is_relative() {
-                loaded.base_dir(f.file).join(path)
-            } else {
-                path
+            // Resolved again: the host may have changed since the spec was loaded.
+            let Some(source) = resolve_source(loaded, i, f, src)? else {
+                continue;
             };
+            is_dir = source.is_dir;
             FileBody::Source {
-                path,
-                optional: f.optional,
+                path: source.path,
+                // `optional` was applied here: a source that is there must copy whole.
+                optional: false,
             }
         } else {
             let text = match f.metadata.as_ref().map(|m| m.value.as_str()) {
@@ -182,10 +178,10 @@ pub fn plan(
             mode: f
                 .mode
                 .as_ref()
-                .map_or(if f.directory { 0o700 } else { 0o600 }, |m| m.value.0),
+                .map_or(if is_dir { 0o700 } else { 0o600 }, |m| m.value.0),
             uid: id(&f.uid)?,
             gid: id(&f.gid)?,
-            location: format!("{}: {key} ({})", file.display(), f.path.value),
+            location: format!("{}: {key}", Origin::of(file, &f.path)),
             path,
             body,
         });
@@ -214,10 +210,12 @@ fn bundle(
         .cloned();
     let at = |message: String| -> PlanError {
         let key = format!("{key}[{index}]");
-        match &c.name {
-            Some(name) => PlanError::Spec(SpecError::at(loaded.file(c.file), name, key, message)),
-            None => PlanError::Spec(SpecError::in_file(loaded.file(c.file), key, message)),
-        }
+        let file = loaded.file(c.file);
+        PlanError::Spec(match (&c.name, &c.at) {
+            (Some(name), _) => SpecError::at(file, name, key, message),
+            (None, Some(at)) => SpecError::at(file, at, key, message),
+            (None, None) => SpecError::in_file(file, key, message),
+        })
     };
     let resolved = resolve_image_config(c, label.as_deref())
         .map_err(|m| at(format!("{}: {m}", image.pinned)))?;
@@ -240,4 +238,99 @@ fn bundle(
         runtime_json: runtime,
         supervise_json: crate::rootfs::supervise_json::supervise_json(&resolved).map_err(at)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn plan_files(dir: &std::path::Path, yaml: &str) -> Result<Vec<FilePlan>, PlanError> {
+        let spec = dir.join("s.yml");
+        fs::write(&spec, yaml).unwrap();
+        let loaded = crate::spec::load(std::slice::from_ref(&spec)).unwrap();
+        let cache = Cache::open(&dir.join("cache")).unwrap();
+        let pinned = loaded.spec.clone();
+        plan(&loaded, &pinned, &BTreeMap::new(), &cache, 0, Arch::Amd64).map(|p| p.files)
+    }
+
+    #[test]
+    fn sources_are_planned_resolved_with_linuxkit_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("conf")).unwrap();
+        fs::write(d.join("real"), "x").unwrap();
+        symlink("real", d.join("link")).unwrap();
+        symlink("conf", d.join("conf-link")).unwrap();
+        let files = plan_files(
+            d,
+            "files:\n  - path: etc/conf\n    source: conf-link\n  - path: etc/x\n    source: link\n  - path: etc/gone\n    source: missing\n    optional: true\n  - path: etc/mode\n    source: conf\n    mode: \"0750\"\n",
+        )
+        .unwrap();
+        let got: Vec<(String, u32, FileBody, String)> = files
+            .into_iter()
+            .map(|f| {
+                let location = f.location.replace(&d.display().to_string(), "DIR");
+                (f.path.to_string(), f.mode, f.body, location)
+            })
+            .collect();
+        let source = |p: &str| FileBody::Source {
+            path: fs::canonicalize(d.join(p)).unwrap(),
+            optional: false,
+        };
+        assert_eq!(
+            got,
+            [
+                (
+                    "etc/conf".into(),
+                    0o700,
+                    source("conf"),
+                    "DIR/s.yml:2:11: files[0]".into()
+                ),
+                (
+                    "etc/x".into(),
+                    0o600,
+                    source("real"),
+                    "DIR/s.yml:4:11: files[1]".into()
+                ),
+                (
+                    "etc/mode".into(),
+                    0o750,
+                    source("conf"),
+                    "DIR/s.yml:9:11: files[3]".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_source_that_changed_since_loading_is_refused_where_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("f"), "x").unwrap();
+        let spec = d.join("s.yml");
+        fs::write(&spec, "files:\n  - path: etc/f\n    source: f\n").unwrap();
+        let loaded = crate::spec::load(std::slice::from_ref(&spec)).unwrap();
+        fs::remove_file(d.join("f")).unwrap();
+        symlink("f", d.join("f")).unwrap();
+        let cache = Cache::open(&d.join("cache")).unwrap();
+        let err = plan(
+            &loaded,
+            &loaded.spec.clone(),
+            &BTreeMap::new(),
+            &cache,
+            0,
+            Arch::Amd64,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, PlanError::Spec(SpecError::Source { key, .. }) if key == "files[0].source"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("{}:3:13: files[0].source", spec.display())
+        );
+    }
 }

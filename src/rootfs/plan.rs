@@ -103,9 +103,10 @@ pub enum FileBody {
     Contents(Vec<u8>),
     /// A regular file or directory tree copied from the host.
     Source {
-        /// Host path (`~/` already expanded).
+        /// Host path, symlinks resolved: a regular file or a directory when it was planned.
         path: PathBuf,
-        /// Skip silently when it cannot be read.
+        /// Skip silently when it cannot be read (the plan made from a spec resolves `optional`
+        /// sources itself and leaves this false).
         optional: bool,
     },
 }
@@ -123,7 +124,7 @@ pub struct FilePlan {
     pub uid: u32,
     /// Group.
     pub gid: u32,
-    /// Where the entry is in the spec (`files[3]`), for errors.
+    /// Where the entry is in the spec (`spec.yml:12:11: files[3]`), for errors.
     pub location: String,
 }
 

@@ -106,6 +106,7 @@ pub fn resolve_image_config(yaml: &ImageSpec, label: Option<&str>) -> Result<Ima
                 name: yaml.name.clone(),
                 image: yaml.image.clone(),
                 file: yaml.file,
+                at: yaml.at.clone(),
                 capabilities: yaml
                     .capabilities
                     .clone()

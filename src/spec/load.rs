@@ -41,6 +41,17 @@ pub enum SpecError {
         /// What is wrong.
         message: String,
     },
+    /// A `files` entry's `source` cannot be copied from the host.
+    #[error("{origin}: {key}")]
+    Source {
+        /// Where the `source` was written.
+        origin: Origin,
+        /// The key path (`files[2].source`).
+        key: String,
+        /// What is wrong with the host file.
+        #[source]
+        source: crate::tree::FromHostError,
+    },
 }
 
 fn located(origin: &Origin, key: &str, message: &str) -> String {

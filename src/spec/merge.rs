@@ -3,15 +3,21 @@
 //! `boot` fields set later win.
 //! Duplicates are looked for afterwards, on the merged spec.
 
-use super::Spec;
+use super::{KernelSpec, Spec};
 
 /// Merge `later` into `earlier` as LinuxKit does: kernel fields set later win, lists append.
 pub fn merge(mut earlier: Spec, later: Spec) -> Spec {
     if let Some(k1) = later.kernel {
-        let k0 = earlier.kernel.get_or_insert_with(Default::default);
+        // `file` and `at` name the section that gave the image (else the first section).
+        let k0 = earlier.kernel.get_or_insert_with(|| KernelSpec {
+            file: k1.file,
+            at: k1.at.clone(),
+            ..KernelSpec::default()
+        });
         if k1.image.is_some() {
             k0.image = k1.image;
             k0.file = k1.file;
+            k0.at = k1.at;
         }
         if k1.cmdline.is_some() {
             k0.cmdline = k1.cmdline;

@@ -7,8 +7,10 @@ mod ids;
 mod label;
 mod load;
 mod merge;
+mod node;
 mod refs;
 mod scalar;
+mod sources;
 mod supervise;
 mod validate;
 
@@ -24,6 +26,7 @@ pub use load::{LoadedSpec, SpecError, load, load_str, parse_located};
 pub use merge::merge;
 pub use refs::{ImageRef, ImageUse, pin_images};
 pub use scalar::{IdRef, Mode};
+pub use sources::{host_path, resolve_source};
 pub use supervise::{Restart, Timeout};
 pub use validate::{Rlimit, parse_rlimit};
 
@@ -38,19 +41,35 @@ pub const PKG_PREFIX: &str = "@pkg:";
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The kernel.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "node::one",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kernel: Option<KernelSpec>,
     /// Init images, flattened at `/` in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub init: Vec<Loc<String>>,
     /// Containers run once at boot, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "node::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub onboot: Vec<ImageSpec>,
     /// Containers run once at shutdown, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "node::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub onshutdown: Vec<ImageSpec>,
     /// Long-running containers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "node::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub services: Vec<ImageSpec>,
     /// Files added to the root filesystem.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -79,6 +98,10 @@ pub struct KernelSpec {
     /// Which spec file this came from (index into [`LoadedSpec::files`]).
     #[serde(skip)]
     pub file: usize,
+    /// Where the section was written in that file (its first key); `None` when it was not
+    /// read from YAML.
+    #[serde(skip)]
+    pub at: Option<Loc<()>>,
     /// The kernel image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Loc<String>>,
@@ -281,6 +304,10 @@ pub struct ImageSpec {
     /// Which spec file this came from (index into [`LoadedSpec::files`]).
     #[serde(skip)]
     pub file: usize,
+    /// Where the entry was written in that file (its first key); `None` in a label or when
+    /// it was not read from YAML.
+    #[serde(skip)]
+    pub at: Option<Loc<()>>,
     /// Container name (required in a spec, forbidden in a label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<Loc<String>>,
@@ -484,9 +511,9 @@ pub struct FileSpec {
     /// Literal contents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contents: Option<String>,
-    /// A host file to copy (`~/` expanded), relative to the spec's directory.
+    /// A host file or directory to copy (`~/` expanded), relative to the spec's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Loc<String>>,
     /// Skip silently when `source` is unreadable.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,

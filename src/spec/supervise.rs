@@ -11,6 +11,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::load::{LoadedSpec, SpecError};
+use super::node::{entry_error, unit_loc};
 use super::{ImageSpec, Loc};
 
 /// The forms a duration may take, for messages.
@@ -189,10 +190,7 @@ pub(super) fn check_section(
     let misplaced = |field: &str, loc: Option<Loc<()>>, allowed: &str| {
         let key = format!("{key}.{field}");
         let message = format!("`{field}` is allowed only in {allowed}, not in `{section}`");
-        match loc.or_else(|| c.name.as_ref().map(unit_loc)) {
-            Some(loc) => SpecError::at(file, &loc, key, message),
-            None => SpecError::in_file(file, key, message),
-        }
+        entry_error(file, c, loc, key, message)
     };
     if section == "services" {
         if let Some(t) = &c.timeout {
@@ -212,15 +210,6 @@ pub(super) fn check_section(
         }
     }
     Ok(())
-}
-
-/// Just the place of `loc`.
-fn unit_loc<T>(loc: &Loc<T>) -> Loc<()> {
-    Loc {
-        value: (),
-        referenced: loc.referenced,
-        defined: loc.defined,
-    }
 }
 
 /// Check every `dependsOn` of the services: each names another service, once, and the
@@ -288,10 +277,8 @@ pub(super) fn check_dependencies(loaded: &LoadedSpec) -> Result<(), SpecError> {
         let key = format!("services[{start}].dependsOn[{j}]");
         let message = format!("dependency cycle: {}", names.join(" -> "));
         let file = loaded.file(c.file);
-        return Err(match c.depends_on.as_ref().and_then(|d| d.get(j)) {
-            Some(dep) => SpecError::at(file, dep, key, message),
-            None => SpecError::in_file(file, key, message),
-        });
+        let dep = c.depends_on.as_ref().and_then(|d| d.get(j)).map(unit_loc);
+        return Err(entry_error(file, c, dep, key, message));
     }
     Ok(())
 }

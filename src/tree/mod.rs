@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 pub use content::{BlobFile, Content};
 pub use dump::dump;
-pub use from_host::{FromHostError, HostImport, import_host_path};
+pub use from_host::{FromHostError, HostImport, HostSource, import_host_path, resolve_source};
 pub use overlay::overlay_dir;
 pub use path::{TreePath, TreePathError, abbreviate};
 

@@ -144,7 +144,7 @@ fn import(path: &Path, mtime: i64) -> Result<Inode, PkgError> {
         gid: 0,
         mtime,
     };
-    import_host_path(path, &opts).map_err(|e| PkgError::Usage(e.to_string()))
+    import_host_path(path, &opts).map_err(|e| PkgError::Usage(crate::error::chain(&e)))
 }
 
 /// Run `depmod` for `release` on the modules under `root/lib/modules`.
