@@ -15,6 +15,7 @@ pub mod build;
 pub mod disk;
 pub mod flatten;
 pub mod image;
+pub mod limits;
 pub mod output;
 pub mod pkg;
 pub mod progress;
