@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::archive::compress::Compression;
-use crate::flatten::{FlattenError, apply_layer};
+use crate::flatten::{EntryBudget, FlattenError, apply_layer_within};
 use crate::image::{
     Arch, Cache, ImageError, PullPolicy, PulledImage, Puller, Reference, RegistryOptions,
 };
+use crate::limits::Limits;
 use crate::output::formats::Needs;
 use crate::output::{DiskBoot, Format, Loaders, OutputError, OutputRequest, write_outputs};
 use crate::progress::{Reporter, human_bytes};
@@ -61,6 +62,8 @@ pub struct BuildOptions {
     pub dry_run: bool,
     /// `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: Option<i64>,
+    /// The resource limits (`--max-layer-size`, ...; docs/limits.md).
+    pub limits: Limits,
 }
 
 /// Why a build failed.
@@ -301,15 +304,23 @@ fn reference_of(
     Ok(built)
 }
 
-/// Flatten `image`'s layers into a tree.
-fn flatten(image: &PulledImage, name: &str, reporter: &Reporter) -> Result<Tree, BuildError> {
+/// Flatten `image`'s layers into a tree, holding no more than `limits` allow.
+fn flatten(
+    image: &PulledImage,
+    name: &str,
+    limits: &Limits,
+    reporter: &Reporter,
+) -> Result<Tree, BuildError> {
     let task = reporter.task(format!("flatten {name}"), None);
     let mut tree = Tree::new(0);
     let mut bytes = 0;
+    let mut budget = EntryBudget::new(limits.image_entries);
     for layer in &image.layers {
-        let stats = apply_layer(&mut tree, layer).map_err(|source| BuildError::Flatten {
-            reference: image.pinned.to_string(),
-            source,
+        let stats = apply_layer_within(&mut tree, layer, &mut budget).map_err(|source| {
+            BuildError::Flatten {
+                reference: image.pinned.to_string(),
+                source,
+            }
         })?;
         bytes += stats.bytes;
         task.inc(stats.bytes);
@@ -321,7 +332,7 @@ fn flatten(image: &PulledImage, name: &str, reporter: &Reporter) -> Result<Tree,
 /// Run one build.
 pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
-    let loaded = crate::spec::load(&opts.files)?;
+    let loaded = crate::spec::load_within(&opts.files, &opts.limits)?;
     for w in &loaded.warnings {
         reporter.warn(w);
     }
@@ -361,7 +372,8 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         unique.push(w.value.clone());
     }
 
-    let puller = Puller::new(cache, opts.registry.clone(), opts.policy, reporter.clone());
+    let puller = Puller::new(cache, opts.registry.clone(), opts.policy, reporter.clone())
+        .with_limits(&opts.limits);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -396,7 +408,7 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         let tree = match by_digest.get(&image.manifest_digest) {
             Some(t) => t.clone(),
             None => {
-                let tree = flatten(image, name, reporter)?;
+                let tree = flatten(image, name, &opts.limits, reporter)?;
                 by_digest.insert(image.manifest_digest.clone(), tree.clone());
                 tree
             }

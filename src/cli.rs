@@ -193,6 +193,57 @@ pub struct BuildArgs {
     /// Registry and cache options.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Resource limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The resource limits of a build, raised from their defaults (docs/limits.md).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits (docs/limits.md)")]
+pub struct LimitArgs {
+    /// Bytes one layer may expand to when decompressed.
+    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = size)]
+    pub max_layer_size: u64,
+    /// Bytes all layers of one image may expand to together.
+    #[arg(long, value_name = "SIZE", default_value = "32G", value_parser = size)]
+    pub max_image_size: u64,
+    /// Entries all layers of one image may hold together.
+    #[arg(long, value_name = "N", default_value = "4000000",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_image_entries: u64,
+    /// Bytes of one spec file.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = size)]
+    pub max_spec_size: u64,
+    /// YAML nodes (keys, values, lists and maps) of one spec file; about 5 per `files` entry.
+    #[arg(long, value_name = "N", default_value = "1000000", value_parser = count)]
+    pub max_spec_nodes: usize,
+}
+
+impl LimitArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> osbuild::limits::Limits {
+        osbuild::limits::Limits {
+            layer_bytes: self.max_layer_size,
+            image_bytes: self.max_image_size,
+            image_entries: self.max_image_entries,
+            spec_bytes: self.max_spec_size,
+            spec_nodes: self.max_spec_nodes,
+        }
+    }
+}
+
+/// A size as `--size` takes it (`16G`, `512M`, bytes).
+fn size(text: &str) -> Result<u64, String> {
+    osbuild::disk::parse_size(text)
+}
+
+/// A count of at least one.
+fn count(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive whole number"))
 }
 
 /// `osbuild inspect`.
@@ -294,5 +345,46 @@ mod tests {
         assert_eq!(b.formats, ["tar", "kernel+initrd"]);
         assert_eq!(b.files.len(), 2);
         assert_eq!(b.registry.mirror, ["docker.io=http://127.0.0.1:1"]);
+    }
+
+    #[test]
+    fn limits_default_to_the_library_defaults_and_take_sizes() {
+        let build = |extra: &[&str]| {
+            let mut args = vec!["osbuild", "build"];
+            args.extend_from_slice(extra);
+            args.push("a.yml");
+            let Command::Build(b) = Cli::parse_from(args).command else {
+                panic!("not build")
+            };
+            b.limits.limits()
+        };
+        assert_eq!(build(&[]), osbuild::limits::Limits::default());
+        let raised = build(&[
+            "--max-layer-size",
+            "64G",
+            "--max-image-size",
+            "1T",
+            "--max-image-entries",
+            "9000000",
+            "--max-spec-size",
+            "256M",
+            "--max-spec-nodes",
+            "5000000",
+        ]);
+        assert_eq!(raised.layer_bytes, 64 << 30);
+        assert_eq!(raised.image_bytes, 1 << 40);
+        assert_eq!(raised.image_entries, 9_000_000);
+        assert_eq!(raised.spec_bytes, 256 << 20);
+        assert_eq!(raised.spec_nodes, 5_000_000);
+        for bad in [
+            &["--max-layer-size", "lots"][..],
+            &["--max-spec-nodes", "0"],
+            &["--max-image-entries", "-1"],
+        ] {
+            let mut args = vec!["osbuild", "build"];
+            args.extend_from_slice(bad);
+            args.push("a.yml");
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod disk;
 pub mod error;
 pub mod flatten;
 pub mod image;
+pub mod limits;
 pub mod output;
 pub mod pkg;
 pub mod progress;

@@ -145,6 +145,7 @@ fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
         },
         dry_run: args.dry_run,
         source_date_epoch: source_date_epoch()?,
+        limits: args.limits.limits(),
     };
     match osbuild::build::run(&opts, reporter) {
         Ok(report) => {

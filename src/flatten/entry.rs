@@ -1,5 +1,6 @@
-//! Reading a layer tar into a list of entries: paths normalised, whiteouts recognised, PAX
-//! records applied, bodies located (offset and length) without being read.
+//! Reading a layer tar entry by entry: paths normalised, whiteouts recognised, PAX records
+//! applied, bodies located (offset and length) without being read. Entries are handed over
+//! one at a time, so reading a layer holds one entry, not the whole list.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -52,20 +53,21 @@ pub(super) struct LayerEntry {
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
-/// Every entry of the tar read from `reader`; `layer` names it in errors. `read_at` reads the
-/// same tar by offset, for the PAX records (read by their length prefix: the tar crate splits
-/// them at newlines, which breaks binary values such as `security.capability` xattrs).
+/// Hand every entry of the tar read from `reader` to `visit`, in tar order; `layer` names it
+/// in errors. `read_at` reads the same tar by offset, for the PAX records (read by their
+/// length prefix: the tar crate splits them at newlines, which breaks binary values such as
+/// `security.capability` xattrs).
 pub(super) fn read_entries<R: Read + Seek>(
     reader: R,
     read_at: &ReadAt<'_>,
     layer: &str,
-) -> Result<Vec<LayerEntry>, FlattenError> {
+    visit: &mut dyn FnMut(LayerEntry) -> Result<(), FlattenError>,
+) -> Result<(), FlattenError> {
     let read_err = |source| FlattenError::Read {
         layer: layer.to_string(),
         source,
     };
     let mut archive = tar::Archive::new(reader);
-    let mut out = Vec::new();
     let mut previous_end = 0u64;
     for entry in archive.entries_with_seek().map_err(read_err)? {
         let entry = entry.map_err(read_err)?;
@@ -157,11 +159,11 @@ pub(super) fn read_entries<R: Read + Seek>(
             let name = name.as_encoded_bytes();
             if name == OPAQUE {
                 let dir = path.split_last().map(|(p, _)| p).unwrap_or_default();
-                out.push(LayerEntry {
+                visit(LayerEntry {
                     path: dir,
                     meta,
                     kind: EntryKind::Opaque,
-                });
+                })?;
                 continue;
             }
             if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
@@ -174,11 +176,11 @@ pub(super) fn read_entries<R: Read + Seek>(
                 }
                 let (mut target, _) = path.split_last().unwrap_or_default();
                 target.push(std::ffi::OsStr::from_bytes(hidden));
-                out.push(LayerEntry {
+                visit(LayerEntry {
                     path: target,
                     meta,
                     kind: EntryKind::Whiteout,
-                });
+                })?;
                 continue;
             }
         }
@@ -228,7 +230,7 @@ pub(super) fn read_entries<R: Read + Seek>(
             }
             other => return Err(bad(format!("unsupported tar entry type {other:?}"))),
         };
-        out.push(LayerEntry { path, meta, kind });
+        visit(LayerEntry { path, meta, kind })?;
     }
-    Ok(out)
+    Ok(())
 }

@@ -389,3 +389,57 @@ fn paths_longer_than_linux_allows_are_refused_in_one_short_line() {
     assert!(err.starts_with("layer ") && err.len() < 400, "{err}");
     assert_eq!(err.lines().count(), 1);
 }
+
+#[test]
+fn the_entries_of_one_image_are_bounded_across_its_layers() {
+    let mut layers = Layers::new();
+    layers.add(&[("a/one", file("1")), ("a/two", file("2"))]);
+    layers.add(&[("b/three", file("3")), ("a/.wh.one", file(""))]);
+    let count = |limit: u64| {
+        let mut tree = Tree::new(0);
+        let mut budget = EntryBudget::new(limit);
+        for layer in &layers.paths {
+            apply_layer_within(&mut tree, layer, &mut budget)?;
+        }
+        Ok::<u64, FlattenError>(budget.used())
+    };
+    let total = count(u64::MAX).unwrap();
+    assert!(total >= 6, "{total}");
+    assert_eq!(count(total).unwrap(), total);
+    let err = count(total - 1).unwrap_err();
+    assert!(
+        matches!(&err, FlattenError::TooManyEntries { layer, limit }
+            if layer.ends_with("layer1.tar") && *limit == total - 1),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().ends_with(&format!(
+            "the image holds more than {} entries, the limit for one image (raise it with --max-image-entries)",
+            total - 1
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_deepest_layer_linux_allows_flattens_on_a_small_stack() {
+    // 2047 nested directories and a file: the deepest path within PATH_MAX. Each entry's path
+    // is one byte string, and the tree is walked and dropped without recursion.
+    let path = "a/".repeat(2047) + "f";
+    let mut layers = Layers::new();
+    layers.add(&[(path.as_str(), file("f"))]);
+    let worker = std::thread::Builder::new()
+        .stack_size(128 << 10)
+        .spawn(move || {
+            let tree = layers.flatten().unwrap();
+            let mut entries = 0;
+            tree.walk::<()>(|_| {
+                entries += 1;
+                Ok(())
+            })
+            .unwrap();
+            entries
+        })
+        .unwrap();
+    assert_eq!(worker.join().unwrap(), 2049);
+}

@@ -18,8 +18,9 @@ use oci_spec::image::{
 
 use super::auth::{Credentials, credentials_for, default_config_path};
 use super::cache::{Cache, HashingWriter, sha256_digest};
-use super::layer::{codec_for, decompress_into_cache};
+use super::layer::{ExpansionBudget, codec_for, decompress_into_cache};
 use super::{Arch, ImageError, Reference};
+use crate::limits::Limits;
 use crate::progress::{Reporter, human_bytes};
 
 /// Media types accepted for manifests and indexes.
@@ -98,6 +99,7 @@ pub struct Puller {
     opts: RegistryOptions,
     policy: PullPolicy,
     reporter: Reporter,
+    limits: Limits,
     clients: Arc<Mutex<HashMap<String, oci_client::Client>>>,
 }
 
@@ -135,8 +137,16 @@ impl Puller {
             opts,
             policy,
             reporter,
+            limits: Limits::default(),
             clients: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// This puller, bounding what each image's layers expand to by `limits` (instead of the
+    /// defaults).
+    pub fn with_limits(mut self, limits: &Limits) -> Self {
+        self.limits = *limits;
+        self
     }
 
     /// The cache pulled into.
@@ -510,13 +520,15 @@ impl Puller {
     }
 
     /// The uncompressed layer for `layer` (diff_id `diff_id`), fetching and decompressing it
-    /// if the cache lacks it or holds a damaged copy.
+    /// if the cache lacks it or holds a damaged copy; what it expands to is counted against
+    /// `budget`, the image's. Returns its path and the blobs this call added to the cache.
     async fn layer(
         &self,
         reference: &Reference,
         layer: &Descriptor,
         diff_id: &str,
-    ) -> Result<PathBuf, ImageError> {
+        budget: &ExpansionBudget,
+    ) -> Result<(PathBuf, Vec<PathBuf>), ImageError> {
         let cache = self.cache.clone();
         let id = diff_id.to_string();
         let intact = tokio::task::spawn_blocking(move || cache.verify_blob(&id))
@@ -525,10 +537,24 @@ impl Puller {
                 reference: reference.to_string(),
                 reason: e.to_string(),
             })??;
-        if intact {
-            return Ok(self.cache.blob_path(diff_id));
-        }
         let digest = layer.digest().to_string();
+        if intact {
+            let path = self.cache.blob_path(diff_id);
+            let len = std::fs::metadata(&path)
+                .map_err(|source| ImageError::Cache {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            budget
+                .count_layer(len)
+                .map_err(|passed| ImageError::Layer {
+                    reference: reference.to_string(),
+                    digest: digest.clone(),
+                    reason: passed.reason(),
+                })?;
+            return Ok((path, Vec::new()));
+        }
         let codec = codec_for(layer.media_type().as_ref()).map_err(|reason| ImageError::Layer {
             reference: reference.to_string(),
             digest: digest.clone(),
@@ -554,14 +580,27 @@ impl Puller {
         };
         let cache = self.cache.clone();
         let (r, id) = (reference.to_string(), diff_id.to_string());
-        tokio::task::spawn_blocking(move || {
-            decompress_into_cache(&cache, &blob, codec, &id, &r, &digest)
+        let budget = budget.clone();
+        let downloaded = (!have).then(|| blob.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            decompress_into_cache(&cache, &blob, codec, &id, &r, &digest, &budget)
         })
         .await
         .map_err(|e| ImageError::Invalid {
             reference: reference.to_string(),
             reason: e.to_string(),
-        })?
+        })?;
+        match result {
+            Ok(path) => Ok((path.clone(), downloaded.into_iter().chain([path]).collect())),
+            Err(e) => {
+                // A layer that cannot be used keeps nothing: not even the compressed blob
+                // this pull fetched (one an earlier pull fetched stays, like every blob).
+                if let Some(blob) = downloaded {
+                    let _ = std::fs::remove_file(blob);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Pull `reference` for `arch` into the cache.
@@ -654,16 +693,30 @@ impl Puller {
                 diff_ids.len()
             )));
         }
+        let budget = ExpansionBudget::new(self.limits.layer_bytes, self.limits.image_bytes);
         let jobs = manifest
             .layers()
             .iter()
             .zip(diff_ids.iter())
-            .map(|(l, id)| self.layer(reference, l, id));
-        let results: Vec<Result<PathBuf, ImageError>> = futures_util::stream::iter(jobs)
-            .buffered(self.opts.concurrency.max(1))
-            .collect()
-            .await;
-        let layers = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+            .map(|(l, id)| self.layer(reference, l, id, &budget));
+        let results: Vec<Result<(PathBuf, Vec<PathBuf>), ImageError>> =
+            futures_util::stream::iter(jobs)
+                .buffered(self.opts.concurrency.max(1))
+                .collect()
+                .await;
+        if budget.passed() {
+            // An image past its bounds keeps nothing, not even the layers of it that fitted
+            // (or a bomb split into layers would leave up to the image's bound in the cache).
+            for (_, made) in results.iter().flatten() {
+                for blob in made {
+                    let _ = std::fs::remove_file(blob);
+                }
+            }
+        }
+        let layers = results
+            .into_iter()
+            .map(|r| r.map(|(path, _)| path))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(PulledImage {
             reference: reference.clone(),
             pinned: reference.pinned(&top_digest),

@@ -2,9 +2,14 @@
 //! the merge of several files, then validation.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde_saphyr::budget::BudgetBreach;
+
 use super::{IdMap, Loc, Origin, Spec, validate};
+use crate::disk::human_size;
+use crate::limits::{Limits, SPEC_BYTES_FLAG, SPEC_NODES_FLAG};
 
 /// A spec that loaded, merged and validated.
 #[derive(Debug, Clone)]
@@ -100,10 +105,60 @@ fn bare_message(text: &str) -> String {
     }
 }
 
+/// The parser's budget for one spec file: the node and text bounds from `limits` (events are
+/// bounded so that the node bound is the one met), the parser's defaults for the rest.
+fn yaml_budget(limits: &Limits) -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = limits.spec_nodes;
+    // Each node is one event, or two for a list or map (start and end), around 4 more for
+    // the stream and the document.
+    budget.max_events = limits.spec_nodes.saturating_mul(2).saturating_add(16);
+    budget.max_total_scalar_bytes = usize::try_from(limits.spec_bytes).unwrap_or(usize::MAX);
+    budget
+}
+
+/// Which of the parser's bounds `breach` passed, its value, and how to raise it.
+fn budget_message(breach: &BudgetBreach, limits: &Limits) -> String {
+    let fixed = serde_saphyr::Budget::default();
+    let spec = "the limit for one spec file";
+    let yaml = "the limit for YAML in a spec";
+    match breach {
+        BudgetBreach::Nodes { .. } | BudgetBreach::Events { .. } => format!(
+            "more than {} YAML nodes (keys, values, lists and maps), {spec} (raise it with {SPEC_NODES_FLAG})",
+            limits.spec_nodes
+        ),
+        BudgetBreach::ScalarBytes { .. } => format!(
+            "more than {} of text in values (aliases expanded), {spec} (raise it with {SPEC_BYTES_FLAG})",
+            human_size(limits.spec_bytes)
+        ),
+        BudgetBreach::Depth { .. } => {
+            format!("more than {} levels of nesting, {yaml}", fixed.max_depth)
+        }
+        BudgetBreach::Aliases { .. } => {
+            format!("more than {} aliases (`*name`), {yaml}", fixed.max_aliases)
+        }
+        BudgetBreach::Anchors { .. } => {
+            format!("more than {} anchors (`&name`), {yaml}", fixed.max_anchors)
+        }
+        BudgetBreach::AliasAnchorRatio { aliases, anchors } => format!(
+            "{aliases} aliases for {anchors} anchors, more than {} per anchor, {yaml}",
+            fixed.alias_anchor_ratio_multiplier
+        ),
+        BudgetBreach::MergeKeys { .. } => {
+            format!(
+                "more than {} merge keys (`<<`), {yaml}",
+                fixed.max_merge_keys
+            )
+        }
+        other => format!("YAML past a bound of its parser ({other:?}), {yaml}"),
+    }
+}
+
 /// The message of a YAML error, in the words of a spec author (the parser's own texts for
 /// these name its API).
-fn yaml_message(e: &serde_saphyr::Error) -> String {
+fn yaml_message(e: &serde_saphyr::Error, limits: &Limits) -> String {
     match e.without_snippet() {
+        serde_saphyr::Error::Budget { breach, .. } => budget_message(breach, limits),
         serde_saphyr::Error::MultipleDocuments { .. } => {
             "a spec is one YAML document; this file holds several (`---`)".to_string()
         }
@@ -133,8 +188,19 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
     text: &str,
     file: &Path,
 ) -> Result<T, SpecError> {
+    parse_located_within(text, file, &Limits::default())
+}
+
+/// [`parse_located`] within the YAML bounds of `limits`.
+pub fn parse_located_within<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    limits: &Limits,
+) -> Result<T, SpecError> {
     let mut key = None;
-    let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(yaml_budget(limits));
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
             key = Some(e.path().to_string());
             e.into_inner()
@@ -151,7 +217,7 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
                 column,
             },
             key: key.as_deref().map(spec_key).unwrap_or_default(),
-            message: yaml_message(&e),
+            message: yaml_message(&e, limits),
         }
     })
 }
@@ -159,7 +225,17 @@ pub fn parse_located<T: serde::de::DeserializeOwned>(
 /// Parse one spec document from `text`; `file` names it in errors and `index` is recorded in
 /// its parts. An empty document (nothing, comments, `---` or `~`) is an error.
 pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError> {
-    let mut spec = parse_located::<Option<Spec>>(text, file)?
+    load_str_within(text, file, index, &Limits::default())
+}
+
+/// [`load_str`] within the YAML bounds of `limits`.
+fn load_str_within(
+    text: &str,
+    file: &Path,
+    index: usize,
+    limits: &Limits,
+) -> Result<Spec, SpecError> {
+    let mut spec = parse_located_within::<Option<Spec>>(text, file, limits)?
         .ok_or_else(|| SpecError::in_file(file, "", "the spec is empty"))?;
     if let Some(k) = &mut spec.kernel {
         k.file = index;
@@ -189,16 +265,43 @@ pub fn load_str(text: &str, file: &Path, index: usize) -> Result<Spec, SpecError
     Ok(spec)
 }
 
-/// Read, merge and validate the spec files `paths` (in order).
+/// Read, merge and validate the spec files `paths` (in order), within the default limits.
 pub fn load(paths: &[PathBuf]) -> Result<LoadedSpec, SpecError> {
+    load_within(paths, &Limits::default())
+}
+
+/// The text of the spec file `path`, refused when it is larger than `limits` allow (read no
+/// further than that, whatever the file is).
+fn read_spec(path: &Path, limits: &Limits) -> Result<String, SpecError> {
+    let read_err = |source| SpecError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut text = String::new();
+    file.take(limits.spec_bytes.saturating_add(1))
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if text.len() as u64 > limits.spec_bytes {
+        return Err(SpecError::in_file(
+            path,
+            "",
+            format!(
+                "larger than {}, the limit for one spec file (raise it with {SPEC_BYTES_FLAG})",
+                human_size(limits.spec_bytes)
+            ),
+        ));
+    }
+    Ok(text)
+}
+
+/// Read, merge and validate the spec files `paths` (in order), within `limits`.
+pub fn load_within(paths: &[PathBuf], limits: &Limits) -> Result<LoadedSpec, SpecError> {
     let mut merged: Option<Spec> = None;
     let mut warnings = Vec::new();
     for (index, path) in paths.iter().enumerate() {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let spec = load_str(&text, path, index)?;
+        let text = read_spec(path, limits)?;
+        let spec = load_str_within(&text, path, index, limits)?;
         if spec.trust.is_some() {
             warnings.push(format!(
                 "{}: `trust` is obsolete and ignored",
@@ -628,5 +731,51 @@ volumes:
         proptest!(ProptestConfig::with_cases(300), |(text in "[a-z:\\-\\[\\]{}\" \n0-9@.,#&*!|>]{0,200}")| {
             let _ = load_str(&text, Path::new("p.yml"), 0);
         });
+    }
+
+    #[test]
+    fn yaml_bounds_name_the_limit_its_value_and_its_flag() {
+        let mut yaml = String::from("files:\n");
+        for i in 0..100 {
+            yaml.push_str(&format!("  - path: etc/f{i}\n    contents: x\n"));
+        }
+        let limits = Limits {
+            spec_nodes: 200,
+            ..Limits::default()
+        };
+        let e = parse_located_within::<Option<Spec>>(&yaml, Path::new("s.yml"), &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s.yml:") && e.ends_with(
+                ": more than 200 YAML nodes (keys, values, lists and maps), the limit for one spec file (raise it with --max-spec-nodes)"
+            ),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1);
+        // The default bound takes the same spec.
+        assert!(load_str(&yaml, Path::new("s.yml"), 0).is_ok());
+    }
+
+    #[test]
+    fn a_spec_file_larger_than_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yml");
+        std::fs::write(&path, format!("# {}\ninit: [a:1]\n", "x".repeat(2000))).unwrap();
+        let limits = Limits {
+            spec_bytes: 1024,
+            ..Limits::default()
+        };
+        let e = load_within(std::slice::from_ref(&path), &limits)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: larger than 1K, the limit for one spec file (raise it with --max-spec-size)",
+                path.display()
+            )
+        );
+        assert!(load(std::slice::from_ref(&path)).is_ok());
     }
 }

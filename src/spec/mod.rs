@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use capabilities::{all_capabilities, is_known_capability};
 pub use ids::IdMap;
 pub use label::resolve_image_config;
-pub use load::{LoadedSpec, SpecError, load, load_str, parse_located};
+pub use load::{LoadedSpec, SpecError, load, load_str, load_within, parse_located};
 pub use merge::merge;
 pub use refs::{ImageRef, ImageUse, pin_images};
 pub use scalar::{IdRef, Mode};

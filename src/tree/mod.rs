@@ -11,7 +11,7 @@ mod from_host;
 mod overlay;
 mod path;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 
@@ -84,7 +84,10 @@ pub struct Leaf {
 }
 
 /// A directory and its entries, sorted by name (byte order).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Cloning and dropping do not recurse (a tree may be thousands of directories deep, and
+/// builds run on threads with small stacks); [`Tree::walk`] does not either.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Directory {
     /// The directory's own metadata.
     pub meta: Meta,
@@ -266,25 +269,101 @@ impl Tree {
 
     /// Visit every entry, parents before children, siblings in byte order of their names.
     pub fn walk<E>(&self, mut visit: impl FnMut(WalkEntry<'_>) -> Result<(), E>) -> Result<(), E> {
-        fn recurse<E>(
-            dir: &Directory,
-            path: &mut TreePath,
-            visit: &mut dyn FnMut(WalkEntry<'_>) -> Result<(), E>,
-        ) -> Result<(), E> {
-            visit(WalkEntry::Directory { path, dir })?;
-            for (name, inode) in &dir.entries {
-                path.push(name);
-                let result = match inode {
-                    Inode::Directory(sub) => recurse(sub, path, visit),
-                    Inode::Leaf(leaf) => visit(WalkEntry::Leaf { path, leaf }),
-                };
-                path.pop();
-                result?;
-            }
-            Ok(())
-        }
         let mut path = TreePath::root();
-        recurse(&self.root, &mut path, &mut visit)
+        visit(WalkEntry::Directory {
+            path: &path,
+            dir: &self.root,
+        })?;
+        // One iterator per directory being listed: the stack is as deep as the tree, on the
+        // heap.
+        let mut open: Vec<btree_map::Iter<'_, OsString, Inode>> = vec![self.root.entries.iter()];
+        while let Some(listing) = open.last_mut() {
+            match listing.next() {
+                None => {
+                    open.pop();
+                    path.pop();
+                }
+                Some((name, Inode::Leaf(leaf))) => {
+                    path.push(name);
+                    let result = visit(WalkEntry::Leaf { path: &path, leaf });
+                    path.pop();
+                    result?;
+                }
+                Some((name, Inode::Directory(sub))) => {
+                    path.push(name);
+                    visit(WalkEntry::Directory {
+                        path: &path,
+                        dir: sub,
+                    })?;
+                    open.push(sub.entries.iter());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Clone for Directory {
+    fn clone(&self) -> Self {
+        /// A directory being copied: the source's remaining entries and the copy so far.
+        struct Copying<'a> {
+            name: Option<&'a OsString>,
+            left: btree_map::Iter<'a, OsString, Inode>,
+            copy: Directory,
+        }
+        let mut open = vec![Copying {
+            name: None,
+            left: self.entries.iter(),
+            copy: Directory::new(self.meta.clone()),
+        }];
+        loop {
+            let Some(top) = open.last_mut() else {
+                // The root's frame returns below; an empty stack is not reached.
+                return Directory::new(self.meta.clone());
+            };
+            match top.left.next() {
+                Some((name, Inode::Leaf(leaf))) => {
+                    top.copy
+                        .entries
+                        .insert(name.clone(), Inode::Leaf(leaf.clone()));
+                }
+                Some((name, Inode::Directory(sub))) => open.push(Copying {
+                    name: Some(name),
+                    left: sub.entries.iter(),
+                    copy: Directory::new(sub.meta.clone()),
+                }),
+                None => {
+                    let Some(done) = open.pop() else {
+                        continue;
+                    };
+                    match (open.last_mut(), done.name) {
+                        (Some(parent), Some(name)) => {
+                            parent
+                                .copy
+                                .entries
+                                .insert(name.clone(), Inode::Directory(Box::new(done.copy)));
+                        }
+                        _ => return done.copy,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Directory {
+    fn drop(&mut self) {
+        // Children's entries are taken out before the children drop, so no drop recurses.
+        let mut pending = vec![std::mem::take(&mut self.entries)];
+        while let Some(entries) = pending.pop() {
+            for (_, inode) in entries {
+                if let Inode::Directory(mut sub) = inode
+                    && !sub.entries.is_empty()
+                {
+                    pending.push(std::mem::take(&mut sub.entries));
+                }
+            }
+        }
     }
 }
 
@@ -341,5 +420,74 @@ mod tests {
         assert!(tree.remove(&p("x/y")).unwrap().is_some());
         assert!(tree.remove(&p("x/y")).unwrap().is_none());
         assert!(tree.get_dir(&p("x")).unwrap().entries.is_empty());
+    }
+
+    /// A chain of `depth` directories `d/d/.../d` with a file at the bottom, built without
+    /// [`TreePath::parse`] (which refuses paths longer than PATH_MAX).
+    fn chain(depth: usize) -> Tree {
+        let mut tree = Tree::new(0);
+        let mut path = TreePath::root();
+        for _ in 0..depth {
+            path.push("d");
+        }
+        let meta = Meta::root(0o755, 0);
+        tree.mkdir_all(&path, &meta).unwrap();
+        path.push("f");
+        tree.insert(&path, file(b"bottom"), &meta).unwrap();
+        tree
+    }
+
+    #[test]
+    fn deep_trees_walk_clone_and_drop_on_a_small_stack() {
+        // 100,000 levels on a 256 KiB stack: recursion needs about 100 bytes a level at the
+        // very least, so any recursive walk, clone or drop would overflow here.
+        let worker = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| {
+                let tree = chain(100_000);
+                let mut dirs = 0;
+                let mut deepest = 0;
+                tree.walk::<()>(|e| {
+                    match e {
+                        WalkEntry::Directory { .. } => dirs += 1,
+                        WalkEntry::Leaf { path, .. } => deepest = path.depth(),
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                let copy = tree.clone();
+                drop(tree);
+                let mut leaves = 0;
+                copy.walk::<()>(|e| {
+                    if let WalkEntry::Leaf { .. } = e {
+                        leaves += 1;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                drop(copy);
+                (dirs, deepest, leaves)
+            })
+            .unwrap();
+        assert_eq!(worker.join().unwrap(), (100_001, 100_001, 1));
+    }
+
+    #[test]
+    fn clones_are_equal_and_share_leaves() {
+        let mut tree = Tree::new(0);
+        let meta = Meta::root(0o755, 0);
+        tree.insert(&p("a/b/c"), file(b"c"), &meta).unwrap();
+        tree.insert(&p("a/z"), file(b"z"), &meta).unwrap();
+        tree.insert(&p("top"), file(b"t"), &meta).unwrap();
+        tree.get_dir_mut(&p("a/b")).unwrap().meta.mode = 0o700;
+        let copy = tree.clone();
+        assert_eq!(copy, tree);
+        let (Some(Inode::Leaf(x)), Some(Inode::Leaf(y))) =
+            (tree.get(&p("a/b/c")), copy.get(&p("a/b/c")))
+        else {
+            panic!("not leaves");
+        };
+        assert!(Arc::ptr_eq(x, y));
+        assert_eq!(copy.get_dir(&p("a/b")).unwrap().meta.mode, 0o700);
     }
 }

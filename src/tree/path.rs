@@ -1,13 +1,20 @@
 //! Normalised paths inside a [`Tree`](super::Tree): relative to its root, no `.`/`..`.
+//!
+//! A path is one byte string, its names joined by `/`: a layer entry's path costs its length,
+//! not an allocation per component (a 2,000-deep path was 2,000 allocations).
 
+use std::cmp::Ordering;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-/// A path inside a tree as a list of components. The empty path is the root.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub use crate::limits::{NAME_MAX, PATH_MAX};
+
+/// A path inside a tree: its names joined by `/`, without a leading or trailing slash and
+/// without empty, `.` or `..` names. The empty path is the root.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct TreePath {
-    components: Vec<OsString>,
+    bytes: Vec<u8>,
 }
 
 /// Why a path from an archive or a spec cannot name an entry of the tree.
@@ -31,11 +38,6 @@ pub enum TreePathError {
         what: &'static str,
     },
 }
-
-/// The longest path Linux resolves, in bytes, without the terminating NUL (PATH_MAX - 1).
-pub const PATH_MAX: usize = 4095;
-/// The longest name of one directory entry, in bytes (NAME_MAX).
-pub const NAME_MAX: usize = 255;
 
 /// `bytes` as text short enough for a one-line message: paths over 100 characters keep
 /// their first and last 40, joined by `...`.
@@ -73,7 +75,9 @@ impl TreePath {
                 what: "more than the 4095 Linux allows a path (PATH_MAX)",
             });
         }
-        let mut components = Vec::new();
+        let mut out = TreePath {
+            bytes: Vec::with_capacity(bytes.len()),
+        };
         for part in bytes.split(|&b| b == b'/') {
             if part.len() > NAME_MAX {
                 return Err(TreePathError::TooLong {
@@ -89,81 +93,135 @@ impl TreePath {
                         String::from_utf8_lossy(bytes).into_owned(),
                     ));
                 }
-                name => components.push(OsStr::from_bytes(name).to_owned()),
+                name => out.push(OsStr::from_bytes(name)),
             }
         }
-        Ok(TreePath { components })
+        out.bytes.shrink_to_fit();
+        Ok(out)
     }
 
     /// Whether this is the root.
     pub fn is_root(&self) -> bool {
-        self.components.is_empty()
+        self.bytes.is_empty()
     }
 
     /// The components from the root down.
-    pub fn components(&self) -> impl Iterator<Item = &OsStr> {
-        self.components.iter().map(OsString::as_os_str)
+    pub fn components(&self) -> impl DoubleEndedIterator<Item = &OsStr> {
+        self.bytes
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .map(OsStr::from_bytes)
     }
 
     /// Number of components.
     pub fn depth(&self) -> usize {
-        self.components.len()
+        if self.bytes.is_empty() {
+            0
+        } else {
+            self.bytes.iter().filter(|&&b| b == b'/').count() + 1
+        }
+    }
+
+    /// Where the last component starts.
+    fn last_start(&self) -> usize {
+        self.bytes
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map_or(0, |slash| slash + 1)
     }
 
     /// The last component, if any.
     pub fn file_name(&self) -> Option<&OsStr> {
-        self.components.last().map(OsString::as_os_str)
+        (!self.is_root()).then(|| OsStr::from_bytes(&self.bytes[self.last_start()..]))
     }
 
     /// The parent path and the last component; `None` for the root.
     pub fn split_last(&self) -> Option<(TreePath, &OsStr)> {
-        let (last, parent) = self.components.split_last()?;
-        Some((
-            TreePath {
-                components: parent.to_vec(),
-            },
-            last.as_os_str(),
-        ))
+        if self.is_root() {
+            return None;
+        }
+        let start = self.last_start();
+        let parent = TreePath {
+            bytes: self.bytes[..start.saturating_sub(1)].to_vec(),
+        };
+        Some((parent, OsStr::from_bytes(&self.bytes[start..])))
     }
 
-    /// Append one component (which must not contain `/`).
+    /// Append one component (which must not contain `/`); an empty name adds nothing.
     pub fn push(&mut self, name: impl AsRef<OsStr>) {
-        self.components.push(name.as_ref().to_owned());
+        let name = name.as_ref().as_bytes();
+        if name.is_empty() {
+            return;
+        }
+        if !self.bytes.is_empty() {
+            self.bytes.push(b'/');
+        }
+        self.bytes.extend_from_slice(name);
     }
 
     /// Drop the last component.
     pub fn pop(&mut self) -> Option<OsString> {
-        self.components.pop()
+        if self.is_root() {
+            return None;
+        }
+        let start = self.last_start();
+        let name = self.bytes.split_off(start);
+        self.bytes.truncate(start.saturating_sub(1));
+        Some(OsString::from_vec(name))
     }
 
     /// This path followed by `other`.
     pub fn join(&self, other: &TreePath) -> TreePath {
-        let mut components = self.components.clone();
-        components.extend(other.components.iter().cloned());
-        TreePath { components }
+        let mut out = self.clone();
+        out.push(OsStr::from_bytes(&other.bytes));
+        out
     }
 
     /// Whether `prefix` is this path or one of its ancestors.
     pub fn starts_with(&self, prefix: &TreePath) -> bool {
-        self.components.starts_with(&prefix.components)
+        prefix.is_root()
+            || (self.bytes.starts_with(&prefix.bytes)
+                && self
+                    .bytes
+                    .get(prefix.bytes.len())
+                    .is_none_or(|&b| b == b'/'))
+    }
+
+    /// The path as bytes, components joined by `/`, without a leading slash.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// The path as bytes, components joined by `/`, without a leading slash.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (i, c) in self.components.iter().enumerate() {
-            if i > 0 {
-                out.push(b'/');
-            }
-            out.extend_from_slice(c.as_bytes());
-        }
-        out
+        self.bytes.clone()
+    }
+}
+
+/// Component by component, as a list of names would order (`a/b` before `a-b`).
+impl Ord for TreePath {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.components().cmp(other.components())
+    }
+}
+
+impl PartialOrd for TreePath {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for TreePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TreePath")
+            .field(&String::from_utf8_lossy(&self.bytes))
+            .finish()
     }
 }
 
 impl fmt::Display for TreePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+        f.write_str(&String::from_utf8_lossy(&self.bytes))
     }
 }
 
@@ -222,5 +280,55 @@ mod tests {
             "{err}"
         );
         assert!(TreePath::parse(format!("dir/{}", "n".repeat(255))).is_ok());
+    }
+
+    #[test]
+    fn one_byte_string_holds_the_whole_path() {
+        let deep = "a/".repeat(2047) + "b";
+        let p = TreePath::parse(&deep).unwrap();
+        assert_eq!(p.as_bytes(), deep.as_bytes());
+        assert_eq!(p.depth(), 2048);
+        // One allocation of the path's length, not one per component.
+        assert_eq!(p.bytes.capacity(), deep.len());
+        assert_eq!(p.components().count(), 2048);
+        assert_eq!(p.file_name().unwrap(), "b");
+    }
+
+    #[test]
+    fn push_pop_join_and_prefixes() {
+        let mut p = TreePath::root();
+        assert_eq!(p.depth(), 0);
+        assert!(p.file_name().is_none());
+        assert!(p.pop().is_none());
+        p.push("usr");
+        p.push("");
+        p.push("lib");
+        assert_eq!(p.to_string(), "usr/lib");
+        assert_eq!(p.components().collect::<Vec<_>>(), ["usr", "lib"]);
+        let joined = p.join(&TreePath::parse("x/y").unwrap());
+        assert_eq!(joined.to_string(), "usr/lib/x/y");
+        assert_eq!(TreePath::root().join(&p), p);
+        assert!(joined.starts_with(&p));
+        assert!(joined.starts_with(&TreePath::root()));
+        assert!(p.starts_with(&p));
+        assert!(!TreePath::parse("usr/libexec").unwrap().starts_with(&p));
+        assert_eq!(p.pop().unwrap(), "lib");
+        assert_eq!(p.pop().unwrap(), "usr");
+        assert!(p.is_root());
+        let top = TreePath::parse("top").unwrap();
+        let (parent, name) = top.split_last().unwrap();
+        assert!(parent.is_root());
+        assert_eq!(name, "top");
+    }
+
+    #[test]
+    fn order_is_by_component_like_a_directory_walk() {
+        let mut paths: Vec<TreePath> = ["a-b", "a/b", "a", "a.b/c", "a/b/c"]
+            .iter()
+            .map(|s| TreePath::parse(s).unwrap())
+            .collect();
+        paths.sort();
+        let shown: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["a", "a/b", "a/b/c", "a-b", "a.b/c"]);
     }
 }
