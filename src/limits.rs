@@ -13,6 +13,12 @@ pub const PATH_MAX: usize = 4095;
 /// The longest name of one directory entry, in bytes (`NAME_MAX`). Fixed, as [`PATH_MAX`].
 pub const NAME_MAX: usize = 255;
 
+/// The largest extension header a layer may hold, in bytes: a PAX record set (`x`, `g`) or a
+/// GNU long name or link target (`L`, `K`). Fixed: the tar reader reads each whole into
+/// memory, a real one is a few hundred bytes (a long name is at most [`PATH_MAX`]; xattrs
+/// rarely pass a few KB), and Go's `archive/tar` refuses them past 1 MiB too.
+pub const MAX_EXTENSION_HEADER: u64 = 1 << 20;
+
 /// The deepest a tree path can be: [`PATH_MAX`] with one-byte names (`a/a/.../a`). Not a
 /// limit of its own but a consequence of [`PATH_MAX`]; it bounds how deep any walk of a tree
 /// goes, and the tree's walks and drops do not recurse anyway.

@@ -236,6 +236,16 @@ fn apply_entries<R: Read + Seek>(
                 source,
             })
     };
+    let len = reader
+        .seek(SeekFrom::End(0))
+        .map_err(|source| FlattenError::Read {
+            layer: layer.to_string(),
+            source,
+        })?;
+    pax::check_extension_headers(read_at, len).map_err(|source| FlattenError::Read {
+        layer: layer.to_string(),
+        source,
+    })?;
     rewind(reader)?;
     read_entries(&mut *reader, read_at, layer, &mut |e| {
         budget.take(layer)?;

@@ -43,6 +43,71 @@ pub(super) fn read_pax(read_at: &ReadAt<'_>, start: u64, end: u64) -> io::Result
     Ok(records)
 }
 
+/// Refuse a tar of `len` bytes whose extension headers (PAX `x`/`g`, GNU `L`/`K`) are larger
+/// than [`MAX_EXTENSION_HEADER`], before the tar reader reads one whole into memory. Walks the
+/// headers only, skipping bodies; a PAX `size` record resizes the entry it precedes. Stops
+/// without error at the end-of-archive blocks, at a header it cannot read and at a GNU sparse
+/// entry: the tar reader reports those (it refuses sparse entries) before it reads further.
+///
+/// [`MAX_EXTENSION_HEADER`]: crate::limits::MAX_EXTENSION_HEADER
+pub(super) fn check_extension_headers(read_at: &ReadAt<'_>, len: u64) -> io::Result<()> {
+    let limit = crate::limits::MAX_EXTENSION_HEADER;
+    let mut header = [0u8; BLOCK as usize];
+    let mut pos = 0u64;
+    let mut next_size: Option<u64> = None;
+    while pos.saturating_add(BLOCK) <= len {
+        read_at(pos, &mut header)?;
+        if header.iter().all(|&b| b == 0) {
+            break;
+        }
+        let Some(stated) = parse_numeric(&header[124..136]) else {
+            break;
+        };
+        let kind = header[156];
+        let size = match kind {
+            b'x' | b'g' | b'L' | b'K' => {
+                if stated > limit {
+                    return Err(invalid(&format!(
+                        "the {} header at offset {pos} holds {stated} bytes, more than the {} an \
+                         extension header may",
+                        match kind {
+                            b'x' => "PAX",
+                            b'g' => "PAX global",
+                            b'L' => "GNU long name",
+                            _ => "GNU long link",
+                        },
+                        crate::disk::human_size(limit)
+                    )));
+                }
+                if kind == b'x' {
+                    let mut data = vec![0u8; usize::try_from(stated).unwrap_or(0)];
+                    if read_at(pos + BLOCK, &mut data).is_err() {
+                        break;
+                    }
+                    let Ok(records) = parse_records(&data) else {
+                        break;
+                    };
+                    next_size = records
+                        .get(&b"size"[..])
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+                }
+                stated
+            }
+            b'S' => break,
+            _ => next_size.take().unwrap_or(stated),
+        };
+        let Some(next) = size
+            .div_ceil(BLOCK)
+            .checked_mul(BLOCK)
+            .and_then(|body| (pos + BLOCK).checked_add(body))
+        else {
+            break;
+        };
+        pos = next;
+    }
+    Ok(())
+}
+
 /// Parses `LEN KEY=VALUE\n` records, LEN counting the whole record.
 pub(super) fn parse_records(mut data: &[u8]) -> io::Result<PaxRecords> {
     let mut records = PaxRecords::new();
@@ -100,6 +165,65 @@ fn invalid(message: &str) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    /// A ustar header block of `kind` with a body of `size` bytes (checksum unset: the scan
+    /// does not read it).
+    fn header(kind: u8, size: u64, name: &str) -> [u8; 512] {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        let field = format!("{size:011o}\0");
+        h[124..136].copy_from_slice(field.as_bytes());
+        h[156] = kind;
+        h
+    }
+
+    fn scan(tar: &[u8]) -> std::io::Result<()> {
+        let read_at = |offset: u64, buf: &mut [u8]| -> std::io::Result<()> {
+            let start = usize::try_from(offset).unwrap();
+            let src = tar
+                .get(start..start + buf.len())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        };
+        super::check_extension_headers(&read_at, tar.len() as u64)
+    }
+
+    #[test]
+    fn extension_headers_past_the_limit_are_refused_before_being_read() {
+        let limit = crate::limits::MAX_EXTENSION_HEADER;
+        for kind in [b'L', b'K', b'x', b'g'] {
+            // Only the header is there: the scan must refuse it by its stated size alone.
+            let mut tar = header(b'0', 3, "a").to_vec();
+            tar.extend_from_slice(&[b'x'; 512]);
+            tar.extend_from_slice(&header(kind, limit + 1, "././@LongLink"));
+            tar.extend_from_slice(&[0u8; 1024]);
+            let e = scan(&tar).unwrap_err().to_string();
+            assert!(e.contains("at offset 1024 holds 1048577 bytes"), "{e}");
+            // At the limit it passes.
+            let mut tar = header(kind, 1024, "././@LongLink").to_vec();
+            tar.extend_from_slice(&[b'n'; 1024]);
+            tar.extend_from_slice(&header(b'0', 0, "f"));
+            tar.extend_from_slice(&[0u8; 1024]);
+            scan(&tar).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_pax_size_record_moves_the_scan_past_the_body_it_sizes() {
+        // A PAX header says the next entry holds 1024 bytes although its header says 0; a
+        // second, oversized long name follows that body.
+        let record = b"13 size=1024\n";
+        let mut tar = header(b'x', record.len() as u64, "pax").to_vec();
+        let mut body = record.to_vec();
+        body.resize(512, 0);
+        tar.extend_from_slice(&body);
+        tar.extend_from_slice(&header(b'0', 0, "big"));
+        tar.extend_from_slice(&[b'y'; 1024]);
+        tar.extend_from_slice(&header(b'L', 2 << 20, "././@LongLink"));
+        let e = scan(&tar).unwrap_err().to_string();
+        assert!(e.contains("GNU long name header at offset 2560"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -391,6 +391,27 @@ fn paths_longer_than_linux_allows_are_refused_in_one_short_line() {
 }
 
 #[test]
+fn an_oversized_long_name_header_is_refused_before_it_is_read() {
+    // A 2 MiB GNU long name: the tar reader would read it whole into memory before any path
+    // check could see it (a 16 GiB one fits in a layer the size bound allows).
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_path("././@LongLink").unwrap();
+    h.set_size(2 << 20);
+    h.set_cksum();
+    let mut raw = h.as_bytes().to_vec();
+    raw.extend(std::iter::repeat_n(b'a', 2 << 20));
+    crate::archive::tar::write_file(&mut raw, "f", 0o644, 0, 1, &b"f"[..]).unwrap();
+    crate::archive::tar::write_end(&mut raw).unwrap();
+    let err = Layers::new().add_raw(&raw).flatten().unwrap_err();
+    let err = crate::error::chain(&err);
+    assert!(
+        err.contains("the GNU long name header at offset 0 holds 2097152 bytes, more than the 1M an extension header may"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_entries_of_one_image_are_bounded_across_its_layers() {
     let mut layers = Layers::new();
     layers.add(&[("a/one", file("1")), ("a/two", file("2"))]);

@@ -9,7 +9,7 @@ use super::fixups::{Resolv, fix_image};
 use super::plan::{BundlePlan, FileBody, FilePlan, ImageKey, KernelPlan, RootfsPlan};
 use crate::tree::{
     Content, Directory, FromHostError, HostImport, Inode, Leaf, LeafKind, Meta, Tree, TreeError,
-    TreePath, TreePathError, import_host_path, overlay_dir,
+    TreePath, TreePathError, import_host_path_at, overlay_dir,
 };
 
 /// Why the root filesystem could not be assembled.
@@ -344,7 +344,7 @@ fn add_file(root: &mut Tree, file: &FilePlan, mtime: i64) -> Result<(), Assemble
                 gid: file.gid,
                 mtime,
             };
-            match import_host_path(path, &opts) {
+            match import_host_path_at(path, &opts, file.path.as_bytes().len()) {
                 Ok(Inode::Leaf(l)) => leaf(meta, l.kind.clone()),
                 Ok(Inode::Directory(mut d)) => {
                     d.meta = meta;

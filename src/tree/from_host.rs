@@ -57,6 +57,28 @@ pub enum FromHostError {
         /// The host path.
         path: PathBuf,
     },
+    /// A file inside a directory source would have a path in the image longer than Linux
+    /// allows.
+    #[error(
+        "{path}: its path in the image would be {bytes} bytes, more than the {max} Linux allows \
+         a path (PATH_MAX)",
+        max = crate::limits::PATH_MAX
+    )]
+    PathTooLong {
+        /// The host path.
+        path: PathBuf,
+        /// The length its image path would have.
+        bytes: usize,
+    },
+    /// A directory source holds more entries than one image may.
+    #[error(
+        "{path}: holds more than {limit} entries, the limit for one image",
+        limit = crate::limits::DEFAULT_IMAGE_ENTRIES
+    )]
+    TooManyEntries {
+        /// The directory source.
+        path: PathBuf,
+    },
 }
 
 /// How host metadata is mapped into the tree.
@@ -211,25 +233,56 @@ fn file_leaf(path: &Path, md: &fs::Metadata, opts: &HostImport) -> Inode {
 /// a directory inside itself is refused, naming its path. Permission bits come from the host;
 /// ownership and mtime from `opts`.
 pub fn import_host_path(path: &Path, opts: &HostImport) -> Result<Inode, FromHostError> {
+    import_host_path_at(path, opts, 0)
+}
+
+/// [`import_host_path`] for a source copied to a path of `at_len` bytes in the image: a
+/// directory source's entries must keep their image paths within [`PATH_MAX`], and it may hold
+/// at most [`DEFAULT_IMAGE_ENTRIES`] entries.
+///
+/// [`PATH_MAX`]: crate::limits::PATH_MAX
+/// [`DEFAULT_IMAGE_ENTRIES`]: crate::limits::DEFAULT_IMAGE_ENTRIES
+pub fn import_host_path_at(
+    path: &Path,
+    opts: &HostImport,
+    at_len: usize,
+) -> Result<Inode, FromHostError> {
     let source = resolve_source(path)?;
     let md = fs::metadata(&source.path).map_err(io_err(&source.path))?;
     if !source.is_dir {
         return Ok(file_leaf(&source.path, &md, opts));
     }
-    let mut ancestors = Vec::new();
-    import_dir(&source.path, &md, opts, &mut ancestors).map(|d| Inode::Directory(Box::new(d)))
+    let mut walk = DirWalk {
+        opts,
+        source: &source.path,
+        ancestors: Vec::new(),
+        entries: 0,
+    };
+    import_dir(&source.path, &md, at_len, &mut walk).map(|d| Inode::Directory(Box::new(d)))
 }
 
-/// Copy the directory at `path` (metadata `md`); `ancestors` are the (device, inode) pairs of
-/// the directories above it.
+/// The state of one directory source's copy.
+struct DirWalk<'a> {
+    opts: &'a HostImport,
+    /// The directory source, for the entry limit's error.
+    source: &'a Path,
+    /// The (device, inode) pairs of the directories above the one being copied.
+    ancestors: Vec<(u64, u64)>,
+    /// Entries copied so far.
+    entries: u64,
+}
+
+/// Copy the directory at `path` (metadata `md`), whose path in the image is `image_len`
+/// bytes long.
 fn import_dir(
     path: &Path,
     md: &fs::Metadata,
-    opts: &HostImport,
-    ancestors: &mut Vec<(u64, u64)>,
+    image_len: usize,
+    walk: &mut DirWalk<'_>,
 ) -> Result<Directory, FromHostError> {
+    let opts = walk.opts;
     let id = (md.dev(), md.ino());
-    if ancestors.contains(&id) {
+    if walk.ancestors.contains(&id) {
         return Err(FromHostError::DirectoryLoop {
             path: path.to_owned(),
         });
@@ -241,9 +294,22 @@ fn import_dir(
         .collect::<Result<_, _>>()
         .map_err(io_err(path))?;
     names.sort();
-    ancestors.push(id);
+    walk.ancestors.push(id);
     for name in names {
         let child = path.join(&name);
+        walk.entries += 1;
+        if walk.entries > crate::limits::DEFAULT_IMAGE_ENTRIES {
+            return Err(FromHostError::TooManyEntries {
+                path: walk.source.to_owned(),
+            });
+        }
+        let child_len = image_len + usize::from(image_len > 0) + name.len();
+        if child_len > crate::limits::PATH_MAX {
+            return Err(FromHostError::PathTooLong {
+                path: child,
+                bytes: child_len,
+            });
+        }
         let cmd = fs::symlink_metadata(&child).map_err(io_err(&child))?;
         let ft = cmd.file_type();
         if (ft.is_dir() || ft.is_file()) && cmd.dev() != md.dev() {
@@ -251,7 +317,7 @@ fn import_dir(
             check_filesystem(&child, rustix::fs::statfs(&child).map_err(Into::into))?;
         }
         let inode = if ft.is_dir() {
-            Inode::Directory(Box::new(import_dir(&child, &cmd, opts, ancestors)?))
+            Inode::Directory(Box::new(import_dir(&child, &cmd, child_len, walk)?))
         } else if ft.is_file() {
             file_leaf(&child, &cmd, opts)
         } else if ft.is_symlink() {
@@ -268,7 +334,7 @@ fn import_dir(
         };
         dir.entries.insert(name, inode);
     }
-    ancestors.pop();
+    walk.ancestors.pop();
     Ok(dir)
 }
 
@@ -459,18 +525,39 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_source_keeps_image_paths_within_path_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "n".repeat(200);
+        fs::create_dir(dir.path().join(&name)).unwrap();
+        fs::write(dir.path().join(&name).join(&name), b"x").unwrap();
+        // 401 bytes inside the source: fits under a short image path...
+        import_host_path_at(dir.path(), &OPTS, 10).unwrap();
+        // ...not under one of 3700 bytes.
+        let err = import_host_path_at(dir.path(), &OPTS, 3700).unwrap_err();
+        assert!(
+            matches!(err, FromHostError::PathTooLong { bytes: 4102, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("more than the 4095 Linux allows"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_directory_inside_itself_is_refused() {
         // What a looping mount would show: the directory met again below itself.
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("sub")).unwrap();
         let md = fs::metadata(dir.path().join("sub")).unwrap();
-        let err = import_dir(
-            dir.path(),
-            &fs::metadata(dir.path()).unwrap(),
-            &OPTS,
-            &mut vec![(md.dev(), md.ino())],
-        )
-        .unwrap_err();
+        let mut walk = DirWalk {
+            opts: &OPTS,
+            source: dir.path(),
+            ancestors: vec![(md.dev(), md.ino())],
+            entries: 0,
+        };
+        let err =
+            import_dir(dir.path(), &fs::metadata(dir.path()).unwrap(), 0, &mut walk).unwrap_err();
         assert!(
             matches!(&err, FromHostError::DirectoryLoop { path } if *path == dir.path().join("sub")),
             "{err}"

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 pub use content::{BlobFile, Content};
 pub use dump::dump;
-pub use from_host::{FromHostError, HostImport, HostSource, import_host_path, resolve_source};
+pub use from_host::{
+    FromHostError, HostImport, HostSource, import_host_path, import_host_path_at, resolve_source,
+};
 pub use overlay::overlay_dir;
 pub use path::{TreePath, TreePathError, abbreviate};
 
