@@ -134,7 +134,8 @@ fn files_under(dir: &Path) -> Vec<(String, u64)> {
 }
 
 /// Nothing of the refused layers is in the cache (neither the compressed blobs nor any
-/// expanded data, finished or partial) and nothing is in the output directory.
+/// expanded data, finished or partial), no name is tagged for it, and nothing is in the
+/// output directory.
 fn assert_nothing_kept(s: &Scratch, layers: &[(Vec<u8>, String)], digests: &[String]) {
     let cache = Cache::open(&s.cache()).expect("cache");
     for ((_, diff_id), digest) in layers.iter().zip(digests) {
@@ -151,6 +152,11 @@ fn assert_nothing_kept(s: &Scratch, layers: &[(Vec<u8>, String)], digests: &[Str
         .filter(|(_, len)| *len > 64 << 10)
         .collect();
     assert_eq!(big, [], "only manifests and configs remain");
+    let tagged = cache.list().expect("list");
+    assert!(
+        tagged.is_empty(),
+        "no name points at the refused image: {tagged:?}"
+    );
     assert!(s.outputs().is_empty(), "{:?}", s.outputs());
 }
 

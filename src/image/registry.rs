@@ -656,19 +656,6 @@ impl Puller {
             } else {
                 (top_digest.clone(), top.clone())
             };
-        if reference.digest.is_none() {
-            let desc = DescriptorBuilder::default()
-                .media_type(MediaType::from(top_type.as_str()))
-                .digest(
-                    top_digest
-                        .parse::<oci_spec::image::Digest>()
-                        .map_err(|e| invalid(e.to_string()))?,
-                )
-                .size(top.len() as u64)
-                .build()
-                .map_err(|e| invalid(e.to_string()))?;
-            self.cache.tag(&name, &desc)?;
-        }
         let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| invalid(format!("bad image manifest: {e}")))?;
         let config_digest = manifest.config().digest().to_string();
@@ -717,6 +704,21 @@ impl Puller {
             .into_iter()
             .map(|r| r.map(|(path, _)| path))
             .collect::<Result<Vec<_>, _>>()?;
+        // Tagged once every layer is in: a failed pull (a layer past its bound, a registry that
+        // went away) leaves no name pointing at an image the cache does not hold.
+        if reference.digest.is_none() {
+            let desc = DescriptorBuilder::default()
+                .media_type(MediaType::from(top_type.as_str()))
+                .digest(
+                    top_digest
+                        .parse::<oci_spec::image::Digest>()
+                        .map_err(|e| invalid(e.to_string()))?,
+                )
+                .size(top.len() as u64)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            self.cache.tag(&name, &desc)?;
+        }
         Ok(PulledImage {
             reference: reference.clone(),
             pinned: reference.pinned(&top_digest),
