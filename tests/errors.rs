@@ -7,16 +7,7 @@ use std::process::Output;
 
 use osbuild_testenv::fixtures::Pusher;
 use osbuild_testenv::registry::Registry;
-use support::{Scratch, env, ok, osbuild_in, repo, stderr};
-
-/// The error line of a failed run; asserts there is exactly one line and the exit code.
-fn failure(o: &Output, code: i32) -> String {
-    let err = stderr(o);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{err}");
-    assert_eq!(lines.len(), 1, "one error line:\n{err}");
-    lines[0].trim_start_matches("error: ").to_string()
-}
+use support::{Scratch, env, failure, ok, osbuild_in, repo, stderr};
 
 fn build(s: &Scratch, spec: &str) -> Output {
     let path = s.spec("bad.yml", spec);
@@ -173,6 +164,19 @@ fn own_registry() -> (Registry, String) {
     (registry, r.to_string())
 }
 
+/// `osbuild build -f tar` of a spec whose init is `image`.
+fn build_tar_of(s: &Scratch, image: &str) -> Output {
+    let spec = s.spec("t.yml", &format!("init:\n  - {image}\n"));
+    s.osbuild(&[
+        "build",
+        "-f",
+        "tar",
+        "--dir",
+        s.out().to_str().unwrap(),
+        spec.to_str().unwrap(),
+    ])
+}
+
 fn biggest_file(dir: &std::path::Path) -> std::path::PathBuf {
     let mut best = (0, dir.to_path_buf());
     let mut stack = vec![dir.to_path_buf()];
@@ -238,15 +242,7 @@ fn tampered_registry_blob_fails_the_build() {
     let blob = biggest_file(&registry.storage_dir());
     flip_byte(&blob, 2000);
     let s = Scratch::new();
-    let spec = s.spec("t.yml", &format!("init:\n  - {image}\n"));
-    let o = s.osbuild(&[
-        "build",
-        "-f",
-        "tar",
-        "--dir",
-        s.out().to_str().unwrap(),
-        spec.to_str().unwrap(),
-    ]);
+    let o = build_tar_of(&s, &image);
     let e = failure(&o, 4);
     assert!(
         e.contains("has the wrong content") && e.contains(&image),
@@ -268,15 +264,7 @@ fn a_blob_the_registry_lost_is_named_by_its_digest() {
         .unwrap()
         .to_string_lossy();
     let s = Scratch::new();
-    let spec = s.spec("t.yml", &format!("init:\n  - {image}\n"));
-    let o = s.osbuild(&[
-        "build",
-        "-f",
-        "tar",
-        "--dir",
-        s.out().to_str().unwrap(),
-        spec.to_str().unwrap(),
-    ]);
+    let o = build_tar_of(&s, &image);
     let e = failure(&o, 4);
     assert!(
         e.contains(&image) && e.contains(&format!("layer sha256:{hex} not found")),

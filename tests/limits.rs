@@ -12,16 +12,7 @@ use oci_spec::image::{Descriptor, DescriptorBuilder, MediaType};
 use osbuild::image::cache::sha256_digest;
 use osbuild::image::{Cache, PullPolicy, Puller, Reference, RegistryOptions};
 use osbuild::progress::Reporter;
-use support::{Scratch, env, ok, stderr};
-
-/// The error line of a failed run; asserts there is exactly one line and the exit code.
-fn failure(o: &Output, code: i32) -> String {
-    let err = stderr(o);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{err}");
-    assert_eq!(lines.len(), 1, "one error line:\n{err}");
-    lines[0].trim_start_matches("error: ").to_string()
-}
+use support::{Scratch, env, failure, ok};
 
 /// A gzip'd layer tar of `files` (name, size) holding zeros; (blob, diff_id).
 fn zeros_layer(files: &[(&str, u64)]) -> (Vec<u8>, String) {

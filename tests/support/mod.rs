@@ -113,6 +113,15 @@ pub fn osbuild_in(cache: &Path, args: &[&str]) -> Output {
         .expect("run osbuild")
 }
 
+/// The error line of a failed run; asserts the exit code and that there is exactly one line.
+pub fn failure(o: &Output, code: i32) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "one error line:\n{err}");
+    lines[0].trim_start_matches("error: ").to_string()
+}
+
 /// stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
