@@ -329,6 +329,61 @@ fn flatten(
     Ok(tree)
 }
 
+/// Pull `parsed` (the images written `unique`), four at a time, and flatten each image on the
+/// blocking pool as soon as its pull is done, while the other pulls go on (not for a dry
+/// run): one flatten per manifest digest. Returns the images by name and the trees by
+/// manifest digest. Errors are reported in the order of the images' names, whichever
+/// happened first, so a build fails the same way every time.
+async fn pull_and_flatten(
+    puller: &Puller,
+    unique: &[String],
+    parsed: &[Reference],
+    opts: &BuildOptions,
+    reporter: &Reporter,
+) -> Result<(BTreeMap<String, PulledImage>, BTreeMap<String, Tree>), BuildError> {
+    use futures_util::StreamExt;
+    let mut pulls = futures_util::stream::iter(
+        parsed
+            .iter()
+            .enumerate()
+            .map(|(i, r)| async move { (i, puller.pull(r, opts.arch).await) }),
+    )
+    .buffer_unordered(4);
+    let mut pulled: Vec<Option<Result<PulledImage, ImageError>>> =
+        std::iter::repeat_with(|| None).take(parsed.len()).collect();
+    let mut flattening = BTreeMap::new();
+    while let Some((i, result)) = pulls.next().await {
+        if let Ok(image) = &result
+            && !opts.dry_run
+            && !flattening.contains_key(&image.manifest_digest)
+        {
+            let (image, name) = (image.clone(), unique[i].clone());
+            let (limits, reporter) = (opts.limits, reporter.clone());
+            let digest = image.manifest_digest.clone();
+            let job =
+                tokio::task::spawn_blocking(move || flatten(&image, &name, &limits, &reporter));
+            flattening.insert(digest, job);
+        }
+        pulled[i] = Some(result);
+    }
+    let mut images = BTreeMap::new();
+    for (name, result) in unique.iter().zip(pulled) {
+        let result =
+            result.ok_or_else(|| BuildError::Internal(format!("{name}: the pull never ended")))?;
+        images.insert(name.clone(), result?);
+    }
+    let mut trees = BTreeMap::new();
+    for image in images.values() {
+        if let Some(job) = flattening.remove(&image.manifest_digest) {
+            let tree = job
+                .await
+                .map_err(|e| BuildError::Internal(format!("flattening {}: {e}", image.pinned)))??;
+            trees.insert(image.manifest_digest.clone(), tree);
+        }
+    }
+    Ok((images, trees))
+}
+
 /// Run one build.
 pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
@@ -380,11 +435,8 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         .build()
         .map_err(|e| BuildError::Internal(format!("starting the async runtime: {e}")))?;
     let pull_task = reporter.task(format!("resolve {} images", parsed.len()), None);
-    let pulled = runtime.block_on(puller.pull_all(&parsed, opts.arch));
-    let mut images: BTreeMap<String, PulledImage> = BTreeMap::new();
-    for (name, result) in unique.iter().zip(pulled) {
-        images.insert(name.clone(), result?);
-    }
+    let (images, by_digest) =
+        runtime.block_on(pull_and_flatten(&puller, &unique, &parsed, opts, reporter))?;
     drop(runtime);
     pull_task.finish(format!("{} images for linux/{}", images.len(), opts.arch));
 
@@ -401,18 +453,13 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         return Ok(report);
     }
 
-    // Flatten each image once (two references to one manifest share the tree).
-    let mut by_digest: BTreeMap<String, Tree> = BTreeMap::new();
+    // Each image's tree (two references to one manifest share it).
     let mut trees = ImageTrees::new();
     for (name, image) in &images {
-        let tree = match by_digest.get(&image.manifest_digest) {
-            Some(t) => t.clone(),
-            None => {
-                let tree = flatten(image, name, &opts.limits, reporter)?;
-                by_digest.insert(image.manifest_digest.clone(), tree.clone());
-                tree
-            }
-        };
+        let tree = by_digest
+            .get(&image.manifest_digest)
+            .cloned()
+            .ok_or_else(|| BuildError::Internal(format!("{name}: pulled but not flattened")))?;
         trees.insert(name.clone(), tree);
     }
     let loaders = Loaders {

@@ -220,6 +220,36 @@ fn an_image_with_more_entries_than_the_limit_is_refused() {
 }
 
 #[test]
+fn images_flattened_while_others_pull_fail_in_the_order_of_their_names() {
+    // Two images past the entry limit, the smaller pulled (and flattened) first: the error is
+    // about the first by name, every time.
+    let names: Vec<String> = (0..4000).map(|i| format!("f{i}")).collect();
+    let many: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+    push("limits/a-many:1", &[zeros_layer(&many)]);
+    push("limits/b-few:1", &[zeros_layer(&many[..40])]);
+    let s = Scratch::new();
+    let spec = s.spec(
+        "two.yml",
+        "init:\n  - limits/a-many:1\n  - limits/b-few:1\n",
+    );
+    for _ in 0..3 {
+        let o = s.osbuild(&[
+            "build",
+            "-f",
+            "tar",
+            "--max-image-entries",
+            "30",
+            "--dir",
+            s.out().to_str().expect("utf-8"),
+            spec.to_str().expect("utf-8"),
+        ]);
+        let e = failure(&o, 4);
+        assert!(e.contains("limits/a-many:1"), "{e}");
+        assert!(s.outputs().is_empty());
+    }
+}
+
+#[test]
 fn a_spec_past_the_yaml_node_limit_says_which_limit_and_how_to_raise_it() {
     // 50,001 `files` entries: 250,000 nodes and more, which the parser's own default refused
     // as `budget breached: Nodes { nodes: 250001 }`.

@@ -727,16 +727,6 @@ impl Puller {
             layers,
         })
     }
-
-    /// Pull several images concurrently; results in the order asked.
-    pub async fn pull_all(
-        &self,
-        references: &[Reference],
-        arch: Arch,
-    ) -> Vec<Result<PulledImage, ImageError>> {
-        let jobs = references.iter().map(|r| self.pull(r, arch));
-        futures_util::stream::iter(jobs).buffered(4).collect().await
-    }
 }
 
 fn unreachable_retry<T>(reference: &Reference) -> Result<T, ImageError> {
