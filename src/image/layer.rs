@@ -144,6 +144,15 @@ pub struct BoundedReader<R> {
 }
 
 impl<R> BoundedReader<R> {
+    /// Give the bytes this layer counted back to the image's budget: the layer failed for a
+    /// reason other than a bound and may be read again.
+    pub fn give_back(&mut self) {
+        self.budget
+            .image_used
+            .fetch_sub(self.layer_used, Ordering::Relaxed);
+        self.layer_used = 0;
+    }
+
     /// The bound passed, once a read has failed for it.
     pub fn passed(&self) -> Option<Passed> {
         self.passed
@@ -188,13 +197,49 @@ pub fn decompress_into_cache(
     digest: &str,
     budget: &ExpansionBudget,
 ) -> Result<PathBuf, ImageError> {
+    let file = File::open(blob).map_err(|e| ImageError::Layer {
+        reference: reference.into(),
+        digest: digest.into(),
+        reason: e.to_string(),
+    })?;
+    let expanded = expand(cache, file, codec, diff_id, reference, digest, budget)?;
+    expanded.commit(cache)
+}
+
+/// An uncompressed layer in a temporary file of the cache, its digest checked, not yet
+/// committed: dropping it removes the file.
+#[derive(Debug)]
+pub struct Expanded {
+    file: tempfile::NamedTempFile,
+    diff_id: String,
+}
+
+impl Expanded {
+    /// Move the layer to its place in the cache; returns its path.
+    pub fn commit(self, cache: &Cache) -> Result<PathBuf, ImageError> {
+        cache.commit_blob(self.file, &self.diff_id)
+    }
+}
+
+/// Decompress the compressed layer read from `input` with `codec` into a temporary file of the
+/// cache, counting what comes out against `budget`, and check it against `diff_id`. On any
+/// failure the temporary file is removed; unless a bound was passed, the bytes this layer
+/// counted are given back to the image's budget, so that a retried download counts them once.
+pub fn expand(
+    cache: &Cache,
+    input: impl Read,
+    codec: LayerCodec,
+    diff_id: &str,
+    reference: &str,
+    digest: &str,
+    budget: &ExpansionBudget,
+) -> Result<Expanded, ImageError> {
     let fail = |reason: String| ImageError::Layer {
         reference: reference.into(),
         digest: digest.into(),
         reason,
     };
-    let file = File::open(blob).map_err(|e| fail(e.to_string()))?;
-    let input = BufReader::with_capacity(1 << 20, file);
+    let input = BufReader::with_capacity(1 << 20, input);
     let decoder: Box<dyn Read> = match codec {
         LayerCodec::Tar => Box::new(input),
         LayerCodec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
@@ -209,12 +254,16 @@ pub fn decompress_into_cache(
         // Dropping the writer removes the temporary file.
         return Err(match reader.passed() {
             Some(passed) => fail(passed.reason()),
-            None => fail(format!("decompressing: {e}")),
+            None => {
+                reader.give_back();
+                fail(format!("decompressing: {e}"))
+            }
         });
     }
     let (writer, actual, _) = out.finish();
-    let tmp = writer.into_inner().map_err(|e| fail(e.to_string()))?;
+    let file = writer.into_inner().map_err(|e| fail(e.to_string()))?;
     if actual != diff_id {
+        reader.give_back();
         return Err(ImageError::DigestMismatch {
             reference: reference.into(),
             what: "uncompressed layer".into(),
@@ -222,7 +271,41 @@ pub fn decompress_into_cache(
             actual,
         });
     }
-    cache.commit_blob(tmp, diff_id)
+    Ok(Expanded {
+        file,
+        diff_id: diff_id.into(),
+    })
+}
+
+/// A reader over chunks sent through a bounded queue (a download in progress): ends when the
+/// sender is dropped. Its reads block, so it belongs on a blocking thread.
+pub struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl ChunkReader {
+    /// A reader of what is sent through `chunks`.
+    pub fn new(chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> Self {
+        ChunkReader {
+            chunks,
+            current: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -392,5 +475,80 @@ mod tests {
         )
         .unwrap();
         assert!(cache.has_blob(&diff_id));
+    }
+
+    #[test]
+    fn a_chunk_reader_reads_across_chunks_and_ends_when_the_sender_goes() {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let sender = std::thread::spawn(move || {
+            for chunk in [&b"hel"[..], b"", b"lo, ", b"world"] {
+                tx.blocking_send(bytes::Bytes::copy_from_slice(chunk))
+                    .unwrap();
+            }
+        });
+        let mut text = String::new();
+        ChunkReader::new(rx).read_to_string(&mut text).unwrap();
+        sender.join().unwrap();
+        assert_eq!(text, "hello, world");
+    }
+
+    #[test]
+    fn a_layer_that_fails_for_another_reason_gives_its_bytes_back_to_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&[7u8; 300_000]).unwrap();
+        let gz = enc.finish().unwrap();
+        let budget = ExpansionBudget::new(1 << 20, 1 << 20);
+        // A download cut short: the stream ends early and the layer is not what it should be.
+        let cut = &gz[..gz.len() / 2];
+        expand(
+            &cache,
+            cut,
+            LayerCodec::Gzip,
+            "sha256:x",
+            "r",
+            "sha256:d",
+            &budget,
+        )
+        .unwrap_err();
+        assert_eq!(budget.image_used(), 0, "a retry counts the layer once");
+        // A whole stream with the wrong content gives its bytes back too.
+        expand(
+            &cache,
+            &gz[..],
+            LayerCodec::Gzip,
+            "sha256:x",
+            "r",
+            "sha256:d",
+            &budget,
+        )
+        .unwrap_err();
+        assert_eq!(budget.image_used(), 0);
+        assert!(!budget.passed());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "no temporary file is left"
+        );
+        // The right digest is committed, and counted.
+        let diff_id = crate::image::cache::sha256_digest(&[7u8; 300_000]);
+        let expanded = expand(
+            &cache,
+            &gz[..],
+            LayerCodec::Gzip,
+            &diff_id,
+            "r",
+            "sha256:d",
+            &budget,
+        )
+        .unwrap();
+        assert!(
+            !cache.has_blob(&diff_id),
+            "not in the cache before the commit"
+        );
+        expanded.commit(&cache).unwrap();
+        assert!(cache.has_blob(&diff_id));
+        assert_eq!(budget.image_used(), 300_000);
     }
 }

@@ -18,7 +18,9 @@ use oci_spec::image::{
 
 use super::auth::{Credentials, credentials_for, default_config_path};
 use super::cache::{Cache, HashingWriter, sha256_digest};
-use super::layer::{ExpansionBudget, codec_for, decompress_into_cache};
+use super::layer::{
+    ChunkReader, ExpansionBudget, LayerCodec, codec_for, decompress_into_cache, expand,
+};
 use super::{Arch, ImageError, Reference};
 use crate::limits::Limits;
 use crate::progress::{Reporter, human_bytes};
@@ -90,6 +92,14 @@ pub struct PulledImage {
 struct Failure {
     error: ImageError,
     transient: bool,
+}
+
+/// Where a blob is fetched from: the registry client, the reference as it knows it, and the
+/// label its progress is shown under.
+struct BlobSource {
+    client: oci_client::Client,
+    oci: oci_client::Reference,
+    label: String,
 }
 
 /// Pulls images into a cache.
@@ -410,6 +420,20 @@ impl Puller {
         size: Option<u64>,
         what: &str,
     ) -> Result<PathBuf, ImageError> {
+        let source = self.blob_source(reference, digest, what).await?;
+        self.with_retries(reference, || {
+            self.download_attempt(&source, reference, digest, size, what, None)
+        })
+        .await
+    }
+
+    /// Where a blob of `reference` is fetched from, and how it is shown in progress.
+    async fn blob_source(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        what: &str,
+    ) -> Result<BlobSource, ImageError> {
         let auth = self.auth(reference)?;
         let client = self.client(&reference.registry);
         let oci = self.oci_ref(reference);
@@ -422,101 +446,120 @@ impl Puller {
             .unwrap_or(digest)
             .to_string();
         let label = format!("{} {what} {short}", reference.repository);
-        self.with_retries(reference, || async {
-            let task = self.reporter.task(label.clone(), size);
-            let stream = client.pull_blob_stream(&oci, digest).await.map_err(|e| {
-                match self.classify(reference, e) {
-                    Failure {
-                        error:
-                            ImageError::NotFound {
-                                reference,
-                                registry,
-                            },
-                        transient,
-                    } => Failure {
-                        error: ImageError::BlobNotFound {
+        Ok(BlobSource { client, oci, label })
+    }
+
+    /// One attempt at fetching blob `digest` into the cache, verified; each chunk is also
+    /// sent to `tee` when given (a decompressor reading the blob as it arrives).
+    async fn download_attempt(
+        &self,
+        source: &BlobSource,
+        reference: &Reference,
+        digest: &str,
+        size: Option<u64>,
+        what: &str,
+        mut tee: Option<&tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    ) -> Result<PathBuf, Failure> {
+        let BlobSource { client, oci, label } = source;
+        let task = self.reporter.task(label.clone(), size);
+        let stream = client.pull_blob_stream(oci, digest).await.map_err(|e| {
+            match self.classify(reference, e) {
+                Failure {
+                    error:
+                        ImageError::NotFound {
                             reference,
-                            what: what.to_string(),
-                            digest: digest.to_string(),
                             registry,
                         },
-                        transient,
+                    transient,
+                } => Failure {
+                    error: ImageError::BlobNotFound {
+                        reference,
+                        what: what.to_string(),
+                        digest: digest.to_string(),
+                        registry,
                     },
-                    other => other,
+                    transient,
+                },
+                other => other,
+            }
+        })?;
+        let tmp = self.cache.temp_file().map_err(|error| Failure {
+            error,
+            transient: false,
+        })?;
+        let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp));
+        let mut stream = stream.stream;
+        let mut stream_error = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    out.write_all(&bytes).map_err(|source| Failure {
+                        error: ImageError::Cache {
+                            path: self.cache.root().to_owned(),
+                            source,
+                        },
+                        transient: false,
+                    })?;
+                    task.inc(bytes.len() as u64);
+                    if let Some(copy) = tee
+                        && copy.send(bytes).await.is_err()
+                    {
+                        // The decompressor stopped (it says why): the download goes on to
+                        // its end, so that a damaged blob is still reported as such.
+                        tee = None;
+                    }
                 }
-            })?;
-            let tmp = self.cache.temp_file().map_err(|error| Failure {
+                Err(e) => {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let (writer, actual, len) = out.finish();
+        let complete = size.is_none_or(|s| len >= s);
+        if actual != digest
+            && complete
+            && stream_error
+                .as_ref()
+                .is_none_or(|e| e.to_string().contains("igest"))
+        {
+            return Err(Failure {
+                error: ImageError::DigestMismatch {
+                    reference: reference.to_string(),
+                    what: what.into(),
+                    expected: digest.into(),
+                    actual,
+                },
+                transient: false,
+            });
+        }
+        if let Some(e) = stream_error.filter(|_| actual != digest) {
+            return Err(Failure {
+                error: ImageError::Unreachable {
+                    reference: reference.to_string(),
+                    registry: self.endpoint(&reference.registry).0,
+                    attempts: 1,
+                    detail: e.to_string(),
+                },
+                transient: true,
+            });
+        }
+        let tmp = writer.into_inner().map_err(|e| Failure {
+            error: ImageError::Cache {
+                path: self.cache.root().to_owned(),
+                source: e.into_error(),
+            },
+            transient: false,
+        })?;
+        let path = self
+            .cache
+            .commit_blob(tmp, digest)
+            .map_err(|error| Failure {
                 error,
                 transient: false,
             })?;
-            let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp));
-            let mut stream = stream.stream;
-            let mut stream_error = None;
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(bytes) => {
-                        out.write_all(&bytes).map_err(|source| Failure {
-                            error: ImageError::Cache {
-                                path: self.cache.root().to_owned(),
-                                source,
-                            },
-                            transient: false,
-                        })?;
-                        task.inc(bytes.len() as u64);
-                    }
-                    Err(e) => {
-                        stream_error = Some(e);
-                        break;
-                    }
-                }
-            }
-            let (writer, actual, len) = out.finish();
-            let complete = size.is_none_or(|s| len >= s);
-            if actual != digest
-                && complete
-                && stream_error
-                    .as_ref()
-                    .is_none_or(|e| e.to_string().contains("igest"))
-            {
-                return Err(Failure {
-                    error: ImageError::DigestMismatch {
-                        reference: reference.to_string(),
-                        what: what.into(),
-                        expected: digest.into(),
-                        actual,
-                    },
-                    transient: false,
-                });
-            }
-            if let Some(e) = stream_error.filter(|_| actual != digest) {
-                return Err(Failure {
-                    error: ImageError::Unreachable {
-                        reference: reference.to_string(),
-                        registry: self.endpoint(&reference.registry).0,
-                        attempts: 1,
-                        detail: e.to_string(),
-                    },
-                    transient: true,
-                });
-            }
-            let tmp = writer.into_inner().map_err(|e| Failure {
-                error: ImageError::Cache {
-                    path: self.cache.root().to_owned(),
-                    source: e.into_error(),
-                },
-                transient: false,
-            })?;
-            let path = self
-                .cache
-                .commit_blob(tmp, digest)
-                .map_err(|error| Failure {
-                    error,
-                    transient: false,
-                })?;
-            task.finish(human_bytes(len));
-            Ok(path)
-        })
-        .await
+        task.finish(human_bytes(len));
+        Ok(path)
     }
 
     /// The uncompressed layer for `layer` (diff_id `diff_id`), fetching and decompressing it
@@ -568,39 +611,105 @@ impl Puller {
                 reference: reference.to_string(),
                 reason: e.to_string(),
             })??;
-        let blob = if have {
-            self.cache.blob_path(&digest)
-        } else if self.policy.offline {
-            return Err(ImageError::NotCached {
-                reference: reference.to_string(),
-            });
-        } else {
-            self.download_blob(reference, &digest, Some(layer.size()), "layer")
-                .await?
-        };
+        if !have {
+            if self.policy.offline {
+                return Err(ImageError::NotCached {
+                    reference: reference.to_string(),
+                });
+            }
+            return self
+                .fetch_layer(reference, layer, diff_id, codec, budget)
+                .await;
+        }
+        let blob = self.cache.blob_path(&digest);
         let cache = self.cache.clone();
         let (r, id) = (reference.to_string(), diff_id.to_string());
         let budget = budget.clone();
-        let downloaded = (!have).then(|| blob.clone());
-        let result = tokio::task::spawn_blocking(move || {
+        let path = tokio::task::spawn_blocking(move || {
             decompress_into_cache(&cache, &blob, codec, &id, &r, &digest, &budget)
         })
         .await
         .map_err(|e| ImageError::Invalid {
             reference: reference.to_string(),
             reason: e.to_string(),
-        })?;
-        match result {
-            Ok(path) => Ok((path.clone(), downloaded.into_iter().chain([path]).collect())),
-            Err(e) => {
-                // A layer that cannot be used keeps nothing: not even the compressed blob
-                // this pull fetched (one an earlier pull fetched stays, like every blob).
-                if let Some(blob) = downloaded {
-                    let _ = std::fs::remove_file(blob);
+        })??;
+        Ok((path.clone(), vec![path]))
+    }
+
+    /// Fetch `layer` and decompress it as it arrives: each chunk is written to the cache's
+    /// compressed blob and sent, through a bounded queue, to a decompressor on the blocking
+    /// pool. The uncompressed layer is committed once both are verified. Returns its path and
+    /// the blobs added. A layer that cannot be used keeps nothing, not even the compressed
+    /// blob.
+    async fn fetch_layer(
+        &self,
+        reference: &Reference,
+        layer: &Descriptor,
+        diff_id: &str,
+        codec: LayerCodec,
+        budget: &ExpansionBudget,
+    ) -> Result<(PathBuf, Vec<PathBuf>), ImageError> {
+        /// Chunks in flight between the download and the decompressor.
+        const QUEUE: usize = 16;
+        let digest = layer.digest().to_string();
+        let source = self.blob_source(reference, &digest, "layer").await?;
+        self.with_retries(reference, || async {
+            let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+            let (cache, id, r, d) = (
+                self.cache.clone(),
+                diff_id.to_string(),
+                reference.to_string(),
+                digest.clone(),
+            );
+            let expand_budget = budget.clone();
+            let expanding = tokio::task::spawn_blocking(move || {
+                expand(
+                    &cache,
+                    ChunkReader::new(rx),
+                    codec,
+                    &id,
+                    &r,
+                    &d,
+                    &expand_budget,
+                )
+            });
+            let downloaded = self
+                .download_attempt(
+                    &source,
+                    reference,
+                    &digest,
+                    Some(layer.size()),
+                    "layer",
+                    Some(&tx),
+                )
+                .await;
+            drop(tx);
+            let expanded = expanding.await.map_err(|e| Failure {
+                error: ImageError::Invalid {
+                    reference: reference.to_string(),
+                    reason: e.to_string(),
+                },
+                transient: false,
+            })?;
+            let fatal = |error| Failure {
+                error,
+                transient: false,
+            };
+            match (downloaded, expanded) {
+                (Ok(blob), Ok(expanded)) => {
+                    let path = expanded.commit(&self.cache).map_err(fatal)?;
+                    Ok((path.clone(), vec![blob, path]))
                 }
-                Err(e)
+                (Ok(blob), Err(error)) => {
+                    let _ = std::fs::remove_file(blob);
+                    Err(fatal(error))
+                }
+                // A bound passed is the reason, whatever the download met after it.
+                (Err(_), Err(error)) if budget.passed() => Err(fatal(error)),
+                (Err(failure), _) => Err(failure),
             }
-        }
+        })
+        .await
     }
 
     /// Pull `reference` for `arch` into the cache.
