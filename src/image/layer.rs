@@ -313,6 +313,13 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// `bytes` gzip'd at `level`.
+    fn gzip(bytes: &[u8], level: flate2::Compression) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), level);
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
     #[test]
     fn media_types() {
         assert_eq!(
@@ -338,12 +345,7 @@ mod tests {
         let tar = vec![0u8; 2048];
         let diff_id = super::super::cache::sha256_digest(&tar);
         let gz_path = dir.path().join("l.gz");
-        let mut enc = flate2::write::GzEncoder::new(
-            File::create(&gz_path).unwrap(),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(&tar).unwrap();
-        enc.finish().unwrap();
+        std::fs::write(&gz_path, gzip(&tar, flate2::Compression::fast())).unwrap();
         let budget = ExpansionBudget::default();
         let out = decompress_into_cache(
             &cache,
@@ -434,12 +436,7 @@ mod tests {
         crate::archive::tar::write_end(&mut raw).unwrap();
         let diff_id = super::super::cache::sha256_digest(&raw);
         let gz_path = dir.path().join("bomb.gz");
-        let mut enc = flate2::write::GzEncoder::new(
-            File::create(&gz_path).unwrap(),
-            flate2::Compression::best(),
-        );
-        enc.write_all(&raw).unwrap();
-        enc.finish().unwrap();
+        std::fs::write(&gz_path, gzip(&raw, flate2::Compression::best())).unwrap();
         assert!(std::fs::metadata(&gz_path).unwrap().len() < 64 << 10);
         let budget = ExpansionBudget::new(1 << 20, 32 << 20);
         let err = decompress_into_cache(
@@ -496,9 +493,7 @@ mod tests {
     fn a_layer_that_fails_for_another_reason_gives_its_bytes_back_to_the_image() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&[7u8; 300_000]).unwrap();
-        let gz = enc.finish().unwrap();
+        let gz = gzip(&[7u8; 300_000], flate2::Compression::fast());
         let budget = ExpansionBudget::new(1 << 20, 1 << 20);
         // A download cut short: the stream ends early and the layer is not what it should be.
         let cut = &gz[..gz.len() / 2];
