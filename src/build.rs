@@ -64,6 +64,8 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// The resource limits (`--max-layer-size`, ...; docs/limits.md).
     pub limits: Limits,
+    /// Threads that compress outputs (`--jobs`); the bytes do not depend on it.
+    pub jobs: usize,
 }
 
 /// Why a build failed.
@@ -493,6 +495,7 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         disk_size: opts.disk_size,
         boot: opts.boot,
         compress_clusters: opts.compress_clusters,
+        jobs: opts.jobs.max(1),
     };
     let names: Vec<&str> = formats.iter().map(|f| f.name).collect();
     let task = reporter.task(format!("write {}", names.join(", ")), None);

@@ -170,6 +170,10 @@ pub struct BuildArgs {
     /// Initrd compression: gzip, zstd or none.
     #[arg(long, default_value = "gzip")]
     pub compress: String,
+    /// Threads that compress outputs (default: the number of cores). The outputs are the same
+    /// bytes for every N.
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Size of disk images: 512M, 10G, ... (default: the content plus a margin, in whole MiB;
     /// gcp: whole GiB).
     #[arg(long, value_name = "SIZE")]

@@ -146,6 +146,9 @@ fn build(args: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
         dry_run: args.dry_run,
         source_date_epoch: source_date_epoch()?,
         limits: args.limits.limits(),
+        jobs: args
+            .jobs
+            .map_or_else(osbuild::archive::compress::available_threads, usize::from),
     };
     match osbuild::build::run(&opts, reporter) {
         Ok(report) => {

@@ -31,7 +31,10 @@ fn check(raw_path: &Path, raw: &File, size: u64, compress: bool) -> u64 {
     let len = write(
         &RawDisk::new(raw, size),
         &mut out,
-        &Qcow2Options { compress },
+        &Qcow2Options {
+            compress,
+            threads: 0,
+        },
     )
     .unwrap();
     let out_s = out_path.to_str().unwrap();
@@ -104,7 +107,10 @@ fn the_same_disk_gives_the_same_bytes() {
         write(
             &RawDisk::new(&raw, 8 << 20),
             &mut out,
-            &Qcow2Options { compress },
+            &Qcow2Options {
+                compress,
+                threads: 0,
+            },
         )
         .unwrap();
         out.seek(SeekFrom::Start(0)).unwrap();

@@ -38,6 +38,7 @@ fn opts() -> VmdkOptions {
         uuid: uuid::Uuid::from_bytes(*b"osbuild-vmdk-id!"),
         adapter: Adapter::Lsilogic,
         file_name: "disk.vmdk".into(),
+        threads: 0,
     }
 }
 

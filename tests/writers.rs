@@ -57,6 +57,7 @@ fn a_4_gib_file_is_refused_and_nothing_is_left_behind() {
         disk_size: None,
         boot: None,
         compress_clusters: false,
+        jobs: 1,
     };
     let format = Format::named("kernel+initrd").unwrap();
     let err = write_outputs(&tree, &[format], &request, &Loaders::default()).unwrap_err();

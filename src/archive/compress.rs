@@ -1,16 +1,17 @@
-//! Compression of outputs, on a thread of its own: the archive is serialised on the calling
-//! thread and handed over in 1 MiB chunks through a bounded queue, so reading file bodies and
-//! compressing them use two cores and memory stays bounded.
+//! Compression of outputs on every core, in bytes that do not depend on how many.
 //!
-//! gzip is written by flate2 with the zlib-rs backend at level 6 (the level LinuxKit's Go gzip
-//! writer uses by default), with no file name and mtime 0; zstd at level 3, with zstd's own
-//! worker threads. Both are deterministic for the same input.
+//! gzip is [`ParallelGzip`]: deflate at level 6 (the level LinuxKit's Go gzip writer uses by
+//! default) by flate2 with the zlib-rs backend, pigz-style in 1 MiB chunks on worker threads,
+//! one member with no file name and mtime 0. zstd is level 3 in zstd's multithreaded mode with
+//! at least one worker, whose jobs are cut by size alone. In both, the calling thread
+//! serialises the archive while the workers compress, at most about two chunks per worker in
+//! flight, and the output is the same for every number of threads.
 
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
+
+use super::pgzip::ParallelGzip;
 
 /// A compression codec for outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,137 +48,95 @@ impl fmt::Display for Compression {
     }
 }
 
-const CHUNK: usize = 1 << 20;
-const QUEUE: usize = 4;
-
-/// A writer that compresses on a worker thread into `W`.
-pub struct Compressor<W: Write + Send + 'static> {
-    buf: Vec<u8>,
-    tx: Option<SyncSender<Vec<u8>>>,
-    worker: Option<JoinHandle<io::Result<W>>>,
-    /// Why the worker stopped early, once known: reported again by every later call.
-    stopped: Option<(io::ErrorKind, String)>,
+/// A writer that compresses into `W` on worker threads.
+pub struct Compressor<W: Write> {
+    inner: Inner<W>,
 }
 
-impl<W: Write + Send + 'static> fmt::Debug for Compressor<W> {
+enum Inner<W: Write> {
+    Gzip(ParallelGzip<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    None(W),
+}
+
+impl<W: Write> fmt::Debug for Compressor<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Compressor").finish_non_exhaustive()
-    }
-}
-
-fn run_worker<W: Write>(codec: Compression, inner: W, rx: Receiver<Vec<u8>>) -> io::Result<W> {
-    match codec {
-        Compression::Gzip => {
-            let mut enc = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(inner, flate2::Compression::new(6));
-            for chunk in rx {
-                enc.write_all(&chunk)?;
-            }
-            enc.finish()
-        }
-        Compression::Zstd => {
-            let mut enc = zstd::stream::write::Encoder::new(inner, 3)?;
-            enc.multithread(2)?;
-            enc.include_checksum(true)?;
-            for chunk in rx {
-                enc.write_all(&chunk)?;
-            }
-            enc.finish()
-        }
-        Compression::None => {
-            let mut inner = inner;
-            for chunk in rx {
-                inner.write_all(&chunk)?;
-            }
-            Ok(inner)
-        }
-    }
-}
-
-impl<W: Write + Send + 'static> Compressor<W> {
-    /// Start compressing into `inner` with `codec`.
-    pub fn new(codec: Compression, inner: W) -> io::Result<Self> {
-        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
-        let worker = std::thread::Builder::new()
-            .name(format!("{codec}-compress"))
-            .spawn(move || run_worker(codec, inner, rx))?;
-        Ok(Compressor {
-            buf: Vec::with_capacity(CHUNK),
-            tx: Some(tx),
-            worker: Some(worker),
-            stopped: None,
-        })
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        if let Some((kind, text)) = &self.stopped {
-            return Err(io::Error::new(*kind, text.clone()));
-        }
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        let sent = self.tx.as_ref().map(|tx| tx.send(chunk));
-        match sent {
-            Some(Ok(())) => Ok(()),
-            // The worker stopped early (its output failed, a full disk): report why.
-            _ => {
-                self.tx = None;
-                let why = match self.worker.take().map(JoinHandle::join) {
-                    Some(Ok(Err(cause))) => (cause.kind(), cause.to_string()),
-                    _ => (io::ErrorKind::BrokenPipe, "compressor stopped".to_string()),
-                };
-                let err = io::Error::new(why.0, why.1.clone());
-                self.stopped = Some(why);
-                Err(err)
-            }
-        }
-    }
-
-    /// Flush what is left, wait for the worker, and return the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        if let Some((kind, text)) = self.stopped.take() {
-            return Err(io::Error::new(kind, text));
-        }
-        let sent = self.send();
-        self.tx = None;
-        let Some(worker) = self.worker.take() else {
-            // The last send found the worker stopped, joined it and holds its reason.
-            return Err(sent
-                .err()
-                .unwrap_or_else(|| io::Error::other("compressor already finished")));
+        let codec = match self.inner {
+            Inner::Gzip(_) => Compression::Gzip,
+            Inner::Zstd(_) => Compression::Zstd,
+            Inner::None(_) => Compression::None,
         };
-        let result = worker
-            .join()
-            .map_err(|_| io::Error::other("compressor thread panicked"))?;
-        let inner = result?;
-        sent?;
-        Ok(inner)
+        f.debug_struct("Compressor")
+            .field("codec", &codec)
+            .finish_non_exhaustive()
     }
 }
 
-impl<W: Write + Send + 'static> Write for Compressor<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = CHUNK - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.send()?;
+/// The number of cores, the default number of compressing threads.
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl<W: Write> Compressor<W> {
+    /// Start compressing into `inner` with `codec` on as many threads as there are cores.
+    pub fn new(codec: Compression, inner: W) -> io::Result<Self> {
+        Self::with_threads(codec, inner, available_threads())
+    }
+
+    /// Start compressing into `inner` with `codec` on `threads` worker threads (at least one).
+    /// The output is the same whatever the number of threads.
+    pub fn with_threads(codec: Compression, inner: W, threads: usize) -> io::Result<Self> {
+        let threads = threads.max(1);
+        let inner = match codec {
+            Compression::Gzip => Inner::Gzip(ParallelGzip::with_threads(inner, 6, threads)),
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(inner, 3)?;
+                // One worker or more: zstd's jobs then have a size set by the level alone, so
+                // the bytes are the same for any number of workers (zero workers, zstd's
+                // single-threaded mode, would give other bytes).
+                enc.multithread(u32::try_from(threads).unwrap_or(u32::MAX))?;
+                enc.include_checksum(true)?;
+                Inner::Zstd(enc)
+            }
+            Compression::None => Inner::None(inner),
+        };
+        Ok(Compressor { inner })
+    }
+
+    /// End the stream and return the inner writer, flushed.
+    pub fn finish(self) -> io::Result<W> {
+        match self.inner {
+            Inner::Gzip(gz) => gz.finish(),
+            Inner::Zstd(enc) => {
+                let mut inner = enc.finish()?;
+                inner.flush()?;
+                Ok(inner)
+            }
+            Inner::None(mut inner) => {
+                inner.flush()?;
+                Ok(inner)
+            }
         }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
     }
 }
 
-impl<W: Write + Send + 'static> Drop for Compressor<W> {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Gzip(gz) => gz.write(data),
+            Inner::Zstd(enc) => enc.write(data),
+            Inner::None(inner) => inner.write(data),
+        }
+    }
+
+    /// Writes out what is already compressed, without cutting the stream: flushing never
+    /// changes the output.
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Gzip(gz) => gz.flush(),
+            // zstd's flush would end the current job and block early, changing the bytes.
+            Inner::Zstd(_) => Ok(()),
+            Inner::None(inner) => inner.flush(),
         }
     }
 }
@@ -185,7 +144,9 @@ impl<W: Write + Send + 'static> Drop for Compressor<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::pgzip::CHUNK;
     use std::io::Read;
+    use std::process::{Command, Stdio};
 
     fn sample() -> Vec<u8> {
         (0..600_000u32)
@@ -193,12 +154,97 @@ mod tests {
             .collect()
     }
 
-    fn compress(codec: Compression, data: &[u8]) -> Vec<u8> {
-        let mut c = Compressor::new(codec, Vec::new()).unwrap();
+    /// About 9 MiB of text-like bytes that compress about 3:1: several gzip chunks and more
+    /// than one zstd job at level 3.
+    fn big_sample() -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let words: Vec<Vec<u8>> = (0..2000)
+            .map(|i| format!("sym{i:x}_{} ", i * 7919 % 4093).into_bytes())
+            .collect();
+        let len = 9 * CHUNK + 4321;
+        let mut out = Vec::with_capacity(len + 32);
+        while out.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(&words[(state % 2000) as usize]);
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn compress_with(codec: Compression, data: &[u8], threads: usize) -> Vec<u8> {
+        let mut c = Compressor::with_threads(codec, Vec::new(), threads).unwrap();
         for piece in data.chunks(7777) {
             c.write_all(piece).unwrap();
         }
+        c.flush().unwrap();
         c.finish().unwrap()
+    }
+
+    fn compress(codec: Compression, data: &[u8]) -> Vec<u8> {
+        compress_with(codec, data, 2)
+    }
+
+    /// Run `tool args` with `input` on its standard input; its standard output.
+    fn run(tool: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+        let mut child = Command::new(tool)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(out.status.success(), "{tool} {args:?}: {}", out.status);
+        out.stdout
+    }
+
+    #[test]
+    fn gzip_bytes_do_not_depend_on_the_thread_count_and_gzip_reads_them() {
+        let data = big_sample();
+        let one = compress_with(Compression::Gzip, &data, 1);
+        for threads in [2, 3] {
+            assert!(
+                compress_with(Compression::Gzip, &data, threads) == one,
+                "{threads} threads give other bytes than one"
+            );
+        }
+        run("gzip", &["-t"], &one);
+        assert!(
+            run("gzip", &["-dc"], &one) == data,
+            "gunzip gives the input back"
+        );
+        // Within 1% of one zlib stream at the same level.
+        let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        single.write_all(&data).unwrap();
+        let single = single.finish().unwrap();
+        assert!(
+            (one.len() as f64) < single.len() as f64 * 1.01,
+            "{} bytes against {} in one stream",
+            one.len(),
+            single.len()
+        );
+    }
+
+    #[test]
+    fn zstd_bytes_do_not_depend_on_the_thread_count_and_zstd_reads_them() {
+        let data = big_sample();
+        let one = compress_with(Compression::Zstd, &data, 1);
+        for threads in [2, 4] {
+            assert!(
+                compress_with(Compression::Zstd, &data, threads) == one,
+                "{threads} workers give other bytes than one"
+            );
+        }
+        run("zstd", &["-t", "-q"], &one);
+        assert!(
+            run("zstd", &["-dc"], &one) == data,
+            "zstd -d gives the input back"
+        );
     }
 
     /// A writer that is full after `room` bytes.
@@ -224,7 +270,7 @@ mod tests {
     fn the_outputs_own_error_is_reported() {
         for codec in [Compression::Gzip, Compression::Zstd, Compression::None] {
             let mut c = Compressor::new(codec, Full { room: 16 }).unwrap();
-            let data = sample();
+            let data = big_sample();
             let err = data
                 .chunks(CHUNK / 3)
                 .try_for_each(|piece| c.write_all(piece))
@@ -286,9 +332,14 @@ mod tests {
 
     #[test]
     fn inner_write_errors_surface() {
-        let mut c = Compressor::new(Compression::None, Failing).unwrap();
-        let _ = c.write_all(&sample());
-        let err = c.finish().unwrap_err();
-        assert_eq!(err.to_string(), "disk full");
+        for codec in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let mut c = Compressor::new(codec, Failing).unwrap();
+            let err = big_sample()
+                .chunks(CHUNK / 3)
+                .try_for_each(|piece| c.write_all(piece))
+                .and_then(|()| c.finish().map(|_| ()))
+                .unwrap_err();
+            assert_eq!(err.to_string(), "disk full", "{codec}");
+        }
     }
 }

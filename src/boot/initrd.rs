@@ -34,6 +34,8 @@ pub struct InitrdOptions {
     pub mtime_clamp: Option<i64>,
     /// Put the microcode cpio first (kernel+initrd, UKIs); tar-kernel-initrd carries it beside.
     pub with_ucode: bool,
+    /// Compressing threads (at least one); the bytes do not depend on it.
+    pub threads: usize,
 }
 
 /// Write the initrd of `tree` into `out`; returns `out` once everything is flushed into it.
@@ -73,7 +75,8 @@ pub fn write_initrd_of<W: Write + Send + 'static>(
         let mut buf = vec![0u8; 1 << 16];
         copy_content(ucode, &mut out, &mut buf, UCODE)?;
     }
-    let mut compressor = Compressor::new(opts.compression, out).map_err(err)?;
+    let mut compressor =
+        Compressor::with_threads(opts.compression, out, opts.threads).map_err(err)?;
     let cpio = CpioOptions {
         mtime_clamp: opts.mtime_clamp,
         filter: Some(keep),

@@ -131,6 +131,9 @@ pub struct SquashfsOptions {
     pub mtime: i64,
     /// Data block size: a power of two from 4 KiB to 1 MiB.
     pub block_size: u32,
+    /// Threads that compress blocks; 0 for one per core (at most 8). The bytes do not
+    /// depend on it.
+    pub threads: usize,
 }
 
 impl Default for SquashfsOptions {
@@ -141,6 +144,7 @@ impl Default for SquashfsOptions {
             mtime_clamp: None,
             mtime: 0,
             block_size: 128 * 1024,
+            threads: 0,
         }
     }
 }
@@ -867,10 +871,13 @@ fn write_data<W: Write>(
     opts: &SquashfsOptions,
     sink: &mut Sink<'_, W>,
 ) -> Result<DataPass, SquashfsError> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8),
+        n => n,
+    };
     let mut codecs = Vec::with_capacity(threads);
     for _ in 0..threads {
         codecs.push(Codec::new(opts.compression)?);
@@ -1582,6 +1589,7 @@ mod tests {
             mtime_clamp: None,
             mtime: 1_234_567,
             block_size: 4096,
+            threads: 0,
         }
     }
 
@@ -2079,6 +2087,7 @@ mod tests {
                     mtime_clamp: clamp,
                     mtime: 0,
                     block_size: 4096,
+                    threads: 0,
                 };
                 let img = image(&tree, &opts);
                 prop_assert!(img == image(&tree, &opts));

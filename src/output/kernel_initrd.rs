@@ -19,6 +19,7 @@ pub(super) fn initrd_options(job: &Job<'_>, with_ucode: bool) -> InitrdOptions {
         compression: job.request.compression,
         mtime_clamp: job.request.mtime_clamp,
         with_ucode,
+        threads: job.request.jobs,
     }
 }
 

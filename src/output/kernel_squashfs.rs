@@ -63,6 +63,7 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
             compression,
             mtime_clamp: job.request.mtime_clamp,
             mtime: job.request.mtime,
+            threads: job.request.jobs,
             ..SquashfsOptions::default()
         },
     )

@@ -93,6 +93,8 @@ pub struct OutputRequest {
     pub boot: Option<DiskBoot>,
     /// Store qcow2 clusters compressed.
     pub compress_clusters: bool,
+    /// Threads that compress outputs (`--jobs`, at least one); the bytes do not depend on it.
+    pub jobs: usize,
 }
 
 /// The boot loaders the disk and ISO formats install, from the `boot` images.

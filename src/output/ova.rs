@@ -42,7 +42,7 @@ pub(super) fn write(
 
     let file = File::create(&vmdk_path).map_err(io(&vmdk_path))?;
     let mut file = BufWriter::with_capacity(1 << 20, file);
-    let opts = super::vm_disk::vmdk_options(seed, &disk_name);
+    let opts = super::vm_disk::vmdk_options(seed, &disk_name, job.request.jobs);
     let written =
         vmdk::write_stream_optimized(raw, &mut file, &opts).map_err(|e| OutputError::Layout {
             what: format!("the {} image's disk", job.format),

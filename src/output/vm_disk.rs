@@ -70,6 +70,7 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
         Container::Qcow2 => {
             let opts = qcow2::Qcow2Options {
                 compress: job.request.compress_clusters,
+                threads: job.request.jobs,
             };
             qcow2::write(&raw, &mut out.create(suffix)?, &opts).map_err(err)?;
         }
@@ -92,14 +93,19 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
         Container::Vmdk => {
             let mut file = BufWriter::with_capacity(1 << 20, out.create(suffix)?);
             let name = format!("{}{suffix}", job.request.name);
-            vmdk::write_stream_optimized(&raw, &mut file, &vmdk_options(&seed, &name))
-                .map_err(err)?;
+            vmdk::write_stream_optimized(
+                &raw,
+                &mut file,
+                &vmdk_options(&seed, &name, job.request.jobs),
+            )
+            .map_err(err)?;
             finish(file, suffix)?;
         }
         Container::Ova => super::ova::write(job, &raw, &seed, boot, scratch.path(), out)?,
         Container::GceTarGz => {
             let file = BufWriter::with_capacity(1 << 20, out.create(suffix)?);
-            let mut gz = crate::archive::pgzip::ParallelGzip::new(file, 6);
+            let mut gz =
+                crate::archive::pgzip::ParallelGzip::with_threads(file, 6, job.request.jobs);
             crate::archive::sparse_tar::write_sparse_disk(&mut gz, "disk.raw", &raw, mtime)?;
             let file = gz
                 .finish()
@@ -111,11 +117,16 @@ pub(super) fn write(job: &Job<'_>, out: &mut Outputs) -> Result<(), OutputError>
 }
 
 /// The VMDK descriptor's identifiers, from the disk's content, and the extent's file name.
-pub(super) fn vmdk_options(seed: &crate::disk::ids::Seed, file_name: &str) -> vmdk::VmdkOptions {
+pub(super) fn vmdk_options(
+    seed: &crate::disk::ids::Seed,
+    file_name: &str,
+    threads: usize,
+) -> vmdk::VmdkOptions {
     vmdk::VmdkOptions {
         cid: seed.serial("vmdk-cid"),
         uuid: seed.guid("vmdk"),
         adapter: vmdk::Adapter::Lsilogic,
         file_name: file_name.to_string(),
+        threads,
     }
 }

@@ -44,6 +44,8 @@ pub const MAX_SIZE: u64 = 64 << 40;
 pub struct Qcow2Options {
     /// Store clusters deflate-compressed where that makes them smaller.
     pub compress: bool,
+    /// Threads that compress clusters; 0 for one per core. The bytes do not depend on it.
+    pub threads: usize,
 }
 
 /// Where each guest cluster holding data went: its L2 entry.
@@ -170,7 +172,11 @@ pub fn write(raw: &RawDisk<'_>, out: &mut File, opts: &Qcow2Options) -> Result<u
     if opts.compress {
         // Clusters are deflated a batch at a time on every core, and stored in order.
         let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(BATCH);
-        let threads = threads();
+        let threads = if opts.threads == 0 {
+            threads()
+        } else {
+            opts.threads
+        };
         let flush = |data: &mut Data<'_>, batch: &mut Vec<(u64, Vec<u8>)>| {
             let packed = map_parallel(batch, threads, |part| {
                 part.iter().map(|(_, bytes)| deflate(bytes)).collect()
@@ -326,7 +332,10 @@ mod tests {
         let len = write(
             &RawDisk::new(&raw, size),
             &mut out,
-            &Qcow2Options { compress },
+            &Qcow2Options {
+                compress,
+                threads: 0,
+            },
         )
         .unwrap();
         let mut bytes = Vec::new();

@@ -91,6 +91,8 @@ pub struct VmdkOptions {
     pub adapter: Adapter,
     /// The extent's file name in the descriptor (`disk.vmdk`, the name it has in an OVA).
     pub file_name: String,
+    /// Threads that compress grains; 0 for one per core. The bytes do not depend on it.
+    pub threads: usize,
 }
 
 /// What a VMDK holds.
@@ -142,7 +144,11 @@ pub fn write_stream_optimized<W: Write>(
         w,
         directory: vec![0u32; tables as usize],
         table: None,
-        threads: threads(),
+        threads: if opts.threads == 0 {
+            threads()
+        } else {
+            opts.threads
+        },
         failed: None,
         grains: 0,
     };
@@ -398,6 +404,7 @@ mod tests {
             uuid: Uuid::from_bytes([7; 16]),
             adapter: Adapter::Lsilogic,
             file_name: "disk.vmdk".into(),
+            threads: 0,
         }
     }
 
