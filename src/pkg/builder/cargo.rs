@@ -202,9 +202,10 @@ pub struct Unit<'a> {
 impl Unit<'_> {
     /// Whether the two can be compiled by one cargo invocation with the same binaries as each
     /// alone: the same workspace, target folder and profile (cargo's `lto` cannot differ
-    /// between the packages of one build), and no binary name that would be built for both
-    /// (`--bin` selects by name in every package given). A package that declares no binary
-    /// builds every target of its crate, and so goes alone.
+    /// between the packages of one build), and no binary name in common (several packages
+    /// are built with `--bins`, every binary of their crates: with per-package feature
+    /// unification, `--bin NAME` must name a binary of each package). A package that
+    /// declares no binary builds every target of its crate, and so goes alone.
     pub fn fits_with(&self, other: &Unit<'_>) -> bool {
         fn names<'a>(u: &Unit<'a>) -> Vec<&'a str> {
             u.spec
@@ -219,10 +220,8 @@ impl Unit<'_> {
             && self.krate.workspace_root == other.krate.workspace_root
             && self.krate.target_dir == other.krate.target_dir
             && self.spec.profile.env() == other.spec.profile.env()
-            && !mine.iter().any(|n| other.krate.bins.iter().any(|b| b == n))
-            && !theirs
-                .iter()
-                .any(|n| self.krate.bins.iter().any(|b| b == n))
+            && !self.krate.bins.iter().any(|n| other.krate.bins.contains(n))
+            && !mine.iter().any(|n| theirs.contains(n))
     }
 }
 
@@ -271,9 +270,13 @@ fn command(units: &[Unit<'_>], first: &Unit<'_>, arch: Arch) -> Result<Command, 
     ]);
     for u in units {
         cmd.arg("-p").arg(&u.krate.id);
-        for b in &u.spec.binaries {
+    }
+    if let [alone] = units {
+        for b in &alone.spec.binaries {
             cmd.args(["--bin", &b.name.value]);
         }
+    } else {
+        cmd.arg("--bins");
     }
     // Settings from the caller's environment must not change what is built: the package's
     // profile is the only one.
@@ -688,7 +691,7 @@ mod tests {
             krate: k,
         };
         assert!(u(&a, &ka).fits_with(&u(&b, &kb)));
-        // `--bin tool` would build a's tool too, over c's.
+        // Built together, a's tool would be built too, over c's.
         assert!(!u(&a, &ka).fits_with(&u(&c, &kc)));
         assert!(!u(&c, &kc).fits_with(&u(&a, &ka)));
         // No binaries declared: every target of its crate, alone.
