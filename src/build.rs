@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::archive::compress::Compression;
 use crate::flatten::{EntryBudget, FlattenError, apply_layer_within};
@@ -98,6 +98,11 @@ pub enum BuildError {
     /// The build's own machinery failed (threads, runtime).
     #[error("{0}")]
     Internal(String),
+    /// Several packages failed to build: each error, in the order of the spec, on a line of
+    /// its own (each line after the first starts with `error: `, as the first does once
+    /// printed).
+    #[error("{}", .0.iter().map(|e| crate::error::chain(e)).collect::<Vec<_>>().join("\nerror: "))]
+    Packages(Vec<BuildError>),
 }
 
 impl From<PlanError> for BuildError {
@@ -113,7 +118,7 @@ impl From<PlanError> for BuildError {
 impl BuildError {
     /// The documented exit code: 2 bad command line, 3 invalid spec (or inputs that do not fit
     /// the format, such as a kernel without an EFI stub), 4 image or registry, 5 output, 1
-    /// otherwise.
+    /// otherwise; for several failed packages, the first's.
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Usage(_) => 2,
@@ -125,6 +130,7 @@ impl BuildError {
             BuildError::Output(OutputError::Input(_)) => 3,
             BuildError::Output(_) => 5,
             BuildError::Internal(_) => 1,
+            BuildError::Packages(errors) => errors.first().map_or(1, BuildError::exit_code),
         }
     }
 }
@@ -264,46 +270,103 @@ fn check_output_dir(opts: &BuildOptions) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// The reference to pull for `wanted`: a registry reference, or a `@pkg:` package built into
-/// the cache for `arch` first.
-fn reference_of(
+/// How an image the build needs is had: from a registry (or the cache), or from a package
+/// folder built into the cache.
+enum Source {
+    Registry(Reference),
+    /// The index of the package among those the build needs.
+    Package(usize),
+}
+
+/// What `wanted` names: a registry reference, or a `@pkg:` package, loaded and added to
+/// `packages` (once per folder) to be built with the others.
+fn source_of(
     loaded: &LoadedSpec,
     wanted: &Wanted<'_>,
-    cache: &Cache,
-    mtime: i64,
-    arch: Arch,
-    reporter: &Reporter,
-) -> Result<Reference, BuildError> {
+    packages: &mut Vec<(PathBuf, crate::pkg::Package)>,
+) -> Result<Source, BuildError> {
     let Some(path) = wanted.value.strip_prefix(PKG_PREFIX) else {
-        return Reference::parse(&wanted.value).map_err(|e| BuildError::Image(e.into()));
-    };
-    let at = |message: String| -> BuildError {
-        match wanted.written {
-            Some((file, loc)) => BuildError::Spec(SpecError::at(
-                loaded.file(file),
-                loc,
-                wanted.key.clone(),
-                message,
-            )),
-            None => BuildError::Usage(format!("{}: {message}", wanted.value)),
-        }
+        return Reference::parse(&wanted.value)
+            .map(Source::Registry)
+            .map_err(|e| BuildError::Image(e.into()));
     };
     let base = wanted
         .written
         .map_or_else(|| PathBuf::from("."), |(file, _)| loaded.base_dir(file));
     let dir = base.join(path);
     let package = crate::pkg::Package::load(&dir).map_err(|e| match e {
-        SpecError::Read { path, source } => at(format!("no package at {path}: {source}")),
+        SpecError::Read { path, source } => {
+            package_error(loaded, wanted, format!("no package at {path}: {source}"))
+        }
         other => BuildError::Spec(other),
     })?;
-    let task = reporter.task(format!("package {} ({arch})", dir.display()), None);
-    let built = crate::pkg::build_for(&package, cache, mtime, Some(arch)).map_err(|e| match e {
-        crate::pkg::PkgError::Manifest(s) => BuildError::Spec(s),
-        crate::pkg::PkgError::Image(i) => BuildError::Image(i),
-        other => at(crate::error::chain(&other)),
-    })?;
-    task.finish(built.to_string());
-    Ok(built)
+    // Two spellings of one folder are one package.
+    let canonical = std::fs::canonicalize(&dir).unwrap_or(dir);
+    if let Some(i) = packages.iter().position(|(c, _)| *c == canonical) {
+        return Ok(Source::Package(i));
+    }
+    packages.push((canonical, package));
+    Ok(Source::Package(packages.len() - 1))
+}
+
+/// `message` about the package `wanted` names, located where the spec names it.
+fn package_error(loaded: &LoadedSpec, wanted: &Wanted<'_>, message: String) -> BuildError {
+    match wanted.written {
+        Some((file, loc)) => BuildError::Spec(SpecError::at(
+            loaded.file(file),
+            loc,
+            wanted.key.clone(),
+            message,
+        )),
+        None => BuildError::Usage(format!("{}: {message}", wanted.value)),
+    }
+}
+
+/// The reference to pull for each of `unique` (the values of `wanted`): registry references
+/// as written, and every `@pkg:` package the cache lacks for `arch` built first, all of them
+/// together ([`crate::pkg::batch::build_all`]). Spec errors come before any build; package
+/// failures are reported in the order of the spec, all of them.
+fn resolve_references(
+    loaded: &LoadedSpec,
+    unique: &[&Wanted<'_>],
+    cache: &Cache,
+    mtime: i64,
+    arch: Arch,
+    reporter: &Reporter,
+) -> Result<Vec<Reference>, BuildError> {
+    let mut packages = Vec::new();
+    let sources = unique
+        .iter()
+        .map(|w| source_of(loaded, w, &mut packages))
+        .collect::<Result<Vec<Source>, BuildError>>()?;
+    let packages: Vec<crate::pkg::Package> = packages.into_iter().map(|(_, p)| p).collect();
+    let mut built: Vec<Option<Result<Reference, crate::pkg::PkgError>>> =
+        crate::pkg::batch::build_all(&packages, cache, mtime, arch, reporter)
+            .into_iter()
+            .map(Some)
+            .collect();
+    let mut references = Vec::new();
+    let mut errors = Vec::new();
+    for (w, source) in unique.iter().zip(sources) {
+        match source {
+            Source::Registry(r) => references.push(r),
+            Source::Package(i) => match built.get_mut(i).and_then(Option::take) {
+                Some(Ok(r)) => references.push(r),
+                Some(Err(e)) => errors.push(match e {
+                    crate::pkg::PkgError::Manifest(s) => BuildError::Spec(s),
+                    crate::pkg::PkgError::Image(i) => BuildError::Image(i),
+                    other => package_error(loaded, w, crate::error::chain(&other)),
+                }),
+                // A folder named twice: its failure is reported once.
+                None => {}
+            },
+        }
+    }
+    match errors.len() {
+        0 => Ok(references),
+        1 => Err(errors.remove(0)),
+        _ => Err(BuildError::Packages(errors)),
+    }
 }
 
 /// Flatten `image`'s layers into a tree, holding no more than `limits` allow.
@@ -331,19 +394,39 @@ fn flatten(
     Ok(tree)
 }
 
+/// How long the pulls and flattens took.
+#[derive(Debug, Clone, Copy, Default)]
+struct PullTimes {
+    /// Until the last pull was done.
+    pull: Duration,
+    /// Every flatten's time, added up (they run on the blocking pool, during the pulls).
+    flatten: Duration,
+    /// From the last pull to the last flatten.
+    flatten_after: Duration,
+}
+
 /// Pull `parsed` (the images written `unique`), four at a time, and flatten each image on the
 /// blocking pool as soon as its pull is done, while the other pulls go on (not for a dry
-/// run): one flatten per manifest digest. Returns the images by name and the trees by
-/// manifest digest. Errors are reported in the order of the images' names, whichever
-/// happened first, so a build fails the same way every time.
+/// run): one flatten per manifest digest. Returns the images by name, the trees by
+/// manifest digest and the times taken. Errors are reported in the order of the images'
+/// names, whichever happened first, so a build fails the same way every time.
 async fn pull_and_flatten(
     puller: &Puller,
     unique: &[String],
     parsed: &[Reference],
     opts: &BuildOptions,
     reporter: &Reporter,
-) -> Result<(BTreeMap<String, PulledImage>, BTreeMap<String, Tree>), BuildError> {
+) -> Result<
+    (
+        BTreeMap<String, PulledImage>,
+        BTreeMap<String, Tree>,
+        PullTimes,
+    ),
+    BuildError,
+> {
     use futures_util::StreamExt;
+    let started = Instant::now();
+    let mut times = PullTimes::default();
     let mut pulls = futures_util::stream::iter(
         parsed
             .iter()
@@ -362,12 +445,15 @@ async fn pull_and_flatten(
             let (image, name) = (image.clone(), unique[i].clone());
             let (limits, reporter) = (opts.limits, reporter.clone());
             let digest = image.manifest_digest.clone();
-            let job =
-                tokio::task::spawn_blocking(move || flatten(&image, &name, &limits, &reporter));
+            let job = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                flatten(&image, &name, &limits, &reporter).map(|t| (t, started.elapsed()))
+            });
             flattening.insert(digest, job);
         }
         pulled[i] = Some(result);
     }
+    times.pull = started.elapsed();
     let mut images = BTreeMap::new();
     for (name, result) in unique.iter().zip(pulled) {
         let result =
@@ -377,13 +463,15 @@ async fn pull_and_flatten(
     let mut trees = BTreeMap::new();
     for image in images.values() {
         if let Some(job) = flattening.remove(&image.manifest_digest) {
-            let tree = job
+            let (tree, took) = job
                 .await
                 .map_err(|e| BuildError::Internal(format!("flattening {}: {e}", image.pinned)))??;
+            times.flatten += took;
             trees.insert(image.manifest_digest.clone(), tree);
         }
     }
-    Ok((images, trees))
+    times.flatten_after = started.elapsed().saturating_sub(times.pull);
+    Ok((images, trees, times))
 }
 
 /// Run one build.
@@ -417,17 +505,16 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         written: w.written,
     }));
     // Each distinct image value once, with the reference to pull for it.
-    let mut unique: Vec<String> = Vec::new();
-    let mut parsed: Vec<Reference> = Vec::new();
+    let mut firsts: Vec<&Wanted<'_>> = Vec::new();
     for w in &wanted {
-        if unique.contains(&w.value) {
-            continue;
+        if !firsts.iter().any(|f| f.value == w.value) {
+            firsts.push(w);
         }
-        parsed.push(reference_of(
-            &loaded, w, &cache, mtime, opts.arch, reporter,
-        )?);
-        unique.push(w.value.clone());
     }
+    let unique: Vec<String> = firsts.iter().map(|w| w.value.clone()).collect();
+    let packages_started = Instant::now();
+    let parsed = resolve_references(&loaded, &firsts, &cache, mtime, opts.arch, reporter)?;
+    let packages_took = packages_started.elapsed();
 
     let puller = Puller::new(cache, opts.registry.clone(), opts.policy, reporter.clone())
         .with_limits(&opts.limits);
@@ -437,7 +524,7 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         .build()
         .map_err(|e| BuildError::Internal(format!("starting the async runtime: {e}")))?;
     let pull_task = reporter.task(format!("resolve {} images", parsed.len()), None);
-    let (images, by_digest) =
+    let (images, by_digest, pull_times) =
         runtime.block_on(pull_and_flatten(&puller, &unique, &parsed, opts, reporter))?;
     drop(runtime);
     pull_task.finish(format!("{} images for linux/{}", images.len(), opts.arch));
@@ -469,6 +556,7 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         bios: bios.and_then(|w| trees.get(&w.value).cloned()),
     };
 
+    let assemble_started = Instant::now();
     let plan = crate::rootfs::from_spec::plan(
         &loaded,
         &pinned_spec,
@@ -497,6 +585,8 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         compress_clusters: opts.compress_clusters,
         jobs: opts.jobs.max(1),
     };
+    let assemble_took = assemble_started.elapsed();
+    let write_started = Instant::now();
     let names: Vec<&str> = formats.iter().map(|f| f.name).collect();
     let task = reporter.task(format!("write {}", names.join(", ")), None);
     report.outputs = write_outputs(&tree, &formats, &request, &loaders)?;
@@ -507,9 +597,17 @@ pub fn run(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildReport, Buil
         .map(|m| m.len())
         .sum();
     task.finish(format!("{} ({})", human_bytes(total), opts.compression));
+    let secs = |d: Duration| d.as_secs_f64();
     reporter.detail(format!(
-        "build took {:.1}s",
-        started.elapsed().as_secs_f64()
+        "build took {:.1}s: packages {:.1}s, pull {:.1}s, flatten {:.1}s ({:.1}s after the \
+         pulls), assemble {:.1}s, write {:.1}s",
+        secs(started.elapsed()),
+        secs(packages_took),
+        secs(pull_times.pull),
+        secs(pull_times.flatten),
+        secs(pull_times.flatten_after),
+        secs(assemble_took),
+        secs(write_started.elapsed()),
     ));
     Ok(report)
 }

@@ -675,3 +675,183 @@ fn metadata_package_reads_data_given_to_guests_of_each_architecture() {
         );
     }
 }
+
+/// A cargo workspace of its own next to the specs, `ws`: the packages `a` and `b` print what
+/// the library `shared` says, which is `loud` with its feature `loud` (which only `b` asks
+/// for) and `quiet` without; `c` and `d` do not compile. Each of a, b, c, d is a package.
+fn workspace(s: &Scratch) -> std::path::PathBuf {
+    let ws = s.dir.path().join("ws");
+    let write = |path: &str, text: &str| {
+        let p = ws.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"a\", \"b\", \"c\", \"d\", \"shared\"]\nresolver = \"2\"\n",
+    );
+    write(
+        "shared/Cargo.toml",
+        "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\nloud = []\n",
+    );
+    write(
+        "shared/src/lib.rs",
+        "pub fn word() -> &'static str {\n    if cfg!(feature = \"loud\") { \"loud\" } else { \"quiet\" }\n}\n",
+    );
+    for (name, features, main) in [
+        (
+            "a",
+            "",
+            "fn main() { println!(\"a {}\", shared::word()); }\n",
+        ),
+        (
+            "b",
+            ", features = [\"loud\"]",
+            "fn main() { println!(\"b {}\", shared::word()); }\n",
+        ),
+        ("c", "", "fn main() { let _ = undefined_c; }\n"),
+        ("d", "", "fn main() { let _ = undefined_d; }\n"),
+    ] {
+        write(
+            &format!("{name}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nshared = {{ path = \"../shared\"{features} }}\n"
+            ),
+        );
+        write(&format!("{name}/src/main.rs"), main);
+        write(
+            &format!("{name}/build.yml"),
+            &format!(
+                "image: {name}\narches: [amd64]\nbuilder:\n  cargo:\n    binaries: [{{name: {name}, path: /usr/bin/{name}}}]\n"
+            ),
+        );
+    }
+    let lock = Command::new(env!("CARGO"))
+        .args(["generate-lockfile", "--offline", "--manifest-path"])
+        .arg(ws.join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(lock.status.success(), "{}", stderr(&lock));
+    ws
+}
+
+/// The `docker.io/osbuild/NAME:TAG@sha256:...` reference a dry run's pinned spec shows.
+fn pinned(yaml: &str, name: &str) -> String {
+    let prefix = format!("docker.io/osbuild/{name}:");
+    yaml.split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .find(|w| w.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {yaml}"))
+        .to_string()
+}
+
+#[test]
+fn cargo_packages_built_together_give_the_images_each_gets_alone() {
+    let s = Scratch::new();
+    workspace(&s);
+    let both = s.spec(
+        "both.yml",
+        "init:\n  - \"@pkg:./ws/a\"\n  - \"@pkg:./ws/b\"\n",
+    );
+    let out = s.out();
+    let o = osbuild_in(
+        &s.cache(),
+        &[
+            "build",
+            "-f",
+            "tar",
+            "--arch",
+            "amd64",
+            "--dir",
+            out.to_str().unwrap(),
+            both.to_str().unwrap(),
+        ],
+    );
+    ok(&o);
+    // One cargo invocation compiled both.
+    assert!(
+        stderr(&o).contains("cargo a, b (amd64): 2 of 2 packages compiled"),
+        "{}",
+        stderr(&o)
+    );
+    // Each binary has its own package's features, not the union of both.
+    for (name, says) in [("a", "a quiet"), ("b", "b loud")] {
+        let body = Command::new("tar")
+            .arg("-xOf")
+            .arg(out.join("both.tar"))
+            .arg(format!("usr/bin/{name}"))
+            .output()
+            .unwrap();
+        assert!(body.status.success(), "{name} missing");
+        let bin = s.dir.path().join(format!("bin-{name}"));
+        std::fs::write(&bin, &body.stdout).unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let said = ok(&Command::new(&bin).output().unwrap());
+        assert_eq!(said.trim(), says);
+    }
+    let dry = |cache: &std::path::Path, spec: &std::path::Path| {
+        ok(&osbuild_in(
+            cache,
+            &[
+                "build",
+                "--dry-run",
+                "--arch",
+                "amd64",
+                spec.to_str().unwrap(),
+            ],
+        ))
+    };
+    let together = dry(&s.cache(), &both);
+    // Each alone, in a cache of its own: the same images.
+    for name in ["a", "b"] {
+        let spec = s.spec(
+            &format!("{name}.yml"),
+            &format!("init:\n  - \"@pkg:./ws/{name}\"\n"),
+        );
+        let alone = dry(&Scratch::new().cache(), &spec);
+        assert_eq!(pinned(&alone, name), pinned(&together, name));
+    }
+}
+
+#[test]
+fn failing_packages_of_a_batch_are_each_named_and_the_others_built() {
+    let s = Scratch::new();
+    workspace(&s);
+    let spec = s.spec(
+        "bad.yml",
+        "init:\n  - \"@pkg:./ws/a\"\n  - \"@pkg:./ws/c\"\n  - \"@pkg:./ws/d\"\n",
+    );
+    let o = osbuild_in(
+        &s.cache(),
+        &[
+            "build",
+            "--dry-run",
+            "--arch",
+            "amd64",
+            spec.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 2, "{err}");
+    // In the order of the spec, each at its reference and naming its build.yml and cause.
+    assert!(
+        errors[0].contains("bad.yml:3:5: init[1]: ")
+            && errors[0].contains("ws/c/build.yml: cargo builder for amd64: error[E0425]: cannot find value `undefined_c`"),
+        "{err}"
+    );
+    assert!(
+        errors[1].contains("bad.yml:4:5: init[2]: ")
+            && errors[1].contains("ws/d/build.yml: cargo builder for amd64: error[E0425]: cannot find value `undefined_d`"),
+        "{err}"
+    );
+    // The package that compiled is in the cache all the same.
+    assert!(err.contains("ws/a (amd64): docker.io/osbuild/a:"), "{err}");
+    let index = std::fs::read_to_string(s.cache().join("index.json")).unwrap();
+    assert!(index.contains("osbuild/a:"), "{index}");
+    assert!(
+        !index.contains("osbuild/c:") && !index.contains("osbuild/d:"),
+        "{index}"
+    );
+}

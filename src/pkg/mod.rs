@@ -2,6 +2,7 @@
 //! container engine, tagged by a hash of their content (`osbuild pkg build|show-tag|push`, and
 //! `@pkg:PATH` references in specs).
 
+pub mod batch;
 pub mod builder;
 pub mod manifest;
 pub mod tag;
@@ -87,15 +88,31 @@ fn indexed_arches(cache: &Cache, index: &Descriptor) -> Result<Vec<(Arch, Descri
         .collect())
 }
 
-/// Build `package` into `cache` for `only` that architecture (every architecture it declares
-/// when `None`), reusing the images already there, and name it; returns its reference pinned
-/// by the index digest.
-pub fn build_for(
+/// What a package lacks in the cache for the architectures wanted.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    reference: Reference,
+    declared: Vec<Arch>,
+    existing: Vec<(Arch, Descriptor)>,
+    /// The architectures to build.
+    pub(crate) missing: Vec<Arch>,
+}
+
+/// Where a package stands in the cache: complete for the architectures wanted (its
+/// reference pinned by the index digest), or lacking some.
+#[derive(Debug)]
+pub(crate) enum Status {
+    Complete(Reference),
+    Pending(Pending),
+}
+
+/// Whether `cache` holds `package` for `only` that architecture (every architecture it
+/// declares when `None`), and what it lacks.
+pub(crate) fn status(
     package: &Package,
     cache: &Cache,
-    mtime: i64,
     only: Option<Arch>,
-) -> Result<Reference, PkgError> {
+) -> Result<Status, PkgError> {
     let reference = reference(package)?;
     let name = reference.to_string();
     let file = package.dir.join("build.yml");
@@ -116,7 +133,7 @@ pub fn build_for(
         Some(desc) if cache.has_blob(desc.digest().as_ref()) => {
             let have = indexed_arches(cache, &desc)?;
             if wanted.iter().all(|a| have.iter().any(|(h, _)| h == a)) {
-                return Ok(reference.pinned(desc.digest().as_ref()));
+                return Ok(Status::Complete(reference.pinned(desc.digest().as_ref())));
             }
             have
         }
@@ -126,13 +143,34 @@ pub fn build_for(
         .into_iter()
         .filter(|a| !existing.iter().any(|(h, _)| h == a))
         .collect();
+    Ok(Status::Pending(Pending {
+        reference,
+        declared,
+        existing,
+        missing,
+    }))
+}
+
+/// Write an image of `package` for each missing architecture, its root filesystem made by
+/// `rootfs`, and the index of every architecture's image, and name it in `cache`; returns the
+/// reference pinned by the index digest. The same root filesystems give the same digests
+/// however they were built.
+pub(crate) fn complete(
+    package: &Package,
+    cache: &Cache,
+    pending: Pending,
+    mut rootfs: impl FnMut(Arch) -> Result<builder::RootFs, PkgError>,
+) -> Result<Reference, PkgError> {
     let labels = package.labels()?;
-    for arch in &missing {
-        builder::preflight(package, *arch)?;
-    }
+    let Pending {
+        reference,
+        declared,
+        existing,
+        missing,
+    } = pending;
     let mut manifests: Vec<(Arch, Descriptor)> = existing;
     for arch in missing {
-        let rootfs = builder::root_filesystem(package, arch, mtime)?;
+        let rootfs = rootfs(arch)?;
         let spec = ImageSpec {
             layers: vec![&rootfs.tree],
             entrypoint: package.manifest.entrypoint.clone(),
@@ -147,8 +185,29 @@ pub fn build_for(
     // order they were built in.
     manifests.sort_by_key(|(a, _)| declared.iter().position(|d| d == a));
     let index = write_index(cache, manifests.into_iter().map(|(_, d)| d).collect())?;
-    cache.tag(&name, &index)?;
+    cache.tag(&reference.to_string(), &index)?;
     Ok(reference.pinned(index.digest().as_ref()))
+}
+
+/// Build `package` into `cache` for `only` that architecture (every architecture it declares
+/// when `None`), reusing the images already there, and name it; returns its reference pinned
+/// by the index digest.
+pub fn build_for(
+    package: &Package,
+    cache: &Cache,
+    mtime: i64,
+    only: Option<Arch>,
+) -> Result<Reference, PkgError> {
+    let pending = match status(package, cache, only)? {
+        Status::Complete(reference) => return Ok(reference),
+        Status::Pending(pending) => pending,
+    };
+    for arch in &pending.missing {
+        builder::preflight(package, *arch)?;
+    }
+    complete(package, cache, pending, |arch| {
+        builder::root_filesystem(package, arch, mtime)
+    })
 }
 
 /// The architectures `package` declares.

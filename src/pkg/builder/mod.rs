@@ -1,6 +1,6 @@
 //! The builders that make a package's root filesystem for one architecture.
 
-mod cargo;
+pub mod cargo;
 pub mod debian;
 pub mod files;
 pub mod kernel;
