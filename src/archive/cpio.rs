@@ -132,12 +132,14 @@ pub fn write_cpio<W: Write>(
         size: 0,
         rdev: (0, 0),
     };
+    // The trailer is no file: its mtime is 0 whatever the clamp (a negative
+    // `SOURCE_DATE_EPOCH` would otherwise make it unwritable).
     write_header(
         &mut out,
         TRAILER,
         &Meta::root(0, 0),
         &trailer,
-        opts,
+        &CpioOptions::default(),
         "TRAILER!!!",
     )?;
     // Pad the archive to a whole 512-byte block, as cpio(1) does.
@@ -245,6 +247,12 @@ fn write_leaf<W: Write>(
         LeafKind::Symlink(target) => {
             use std::os::unix::ffi::OsStrExt;
             let target = target.as_bytes();
+            if let Some(reason) = super::bad_symlink_target(target) {
+                return Err(ArchiveError::Unrepresentable {
+                    path: display.into(),
+                    reason,
+                });
+            }
             let fields = Fields {
                 ino,
                 mode: S_IFLNK | perm,
@@ -469,6 +477,59 @@ mod tests {
             err.to_string(),
             "old: mtime -5 is outside the range newc cpio can hold"
         );
+    }
+
+    #[test]
+    fn a_negative_clamp_refuses_entries_by_name_and_leaves_the_trailer_alone() {
+        // No entry: only the trailer, whose mtime is 0 whatever the clamp.
+        let opts = CpioOptions {
+            mtime_clamp: Some(-1),
+            filter: None,
+        };
+        let mut out = Vec::new();
+        write_cpio(&Tree::new(0), &mut out, &opts).unwrap();
+        assert_eq!(parse(&out), []);
+        assert_eq!(&out[6 + 5 * 8..6 + 6 * 8], b"00000000", "trailer mtime");
+        let mut t = Tree::new(0);
+        t.insert(
+            &TreePath::parse("f").unwrap(),
+            Inode::Leaf(Arc::new(Leaf {
+                meta: Meta::root(0o644, 5),
+                kind: LeafKind::Fifo,
+            })),
+            &Meta::root(0o755, 0),
+        )
+        .unwrap();
+        let err = write_cpio(&t, &mut Vec::new(), &opts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f: mtime -1 is outside the range newc cpio can hold"
+        );
+    }
+
+    #[test]
+    fn symlink_targets_with_a_nul_or_nothing_are_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        for (target, message) in [
+            (
+                &b"a\0b"[..],
+                "l: symlink target \"a\\0b\" contains a NUL byte, which ends it early for every reader",
+            ),
+            (b"", "l: a symlink needs a target; this one is empty"),
+        ] {
+            let mut t = Tree::new(0);
+            t.insert(
+                &TreePath::parse("l").unwrap(),
+                Inode::Leaf(Arc::new(Leaf {
+                    meta: Meta::root(0o777, 0),
+                    kind: LeafKind::Symlink(std::ffi::OsString::from_vec(target.to_vec())),
+                })),
+                &Meta::root(0o755, 0),
+            )
+            .unwrap();
+            let err = write_cpio(&t, &mut Vec::new(), &CpioOptions::default()).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
     }
 
     #[test]

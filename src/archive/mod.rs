@@ -81,6 +81,21 @@ pub enum ArchiveError {
     Usage(String),
 }
 
+/// Why the symlink target `target` cannot be written to an archive (`None` when it can): a
+/// NUL byte ends it early for every reader, and Linux has no empty symlink.
+pub(crate) fn bad_symlink_target(target: &[u8]) -> Option<String> {
+    if target.is_empty() {
+        Some("a symlink needs a target; this one is empty".into())
+    } else if target.contains(&0) {
+        Some(format!(
+            "symlink target {:?} contains a NUL byte, which ends it early for every reader",
+            crate::tree::abbreviate(target)
+        ))
+    } else {
+        None
+    }
+}
+
 /// Stream `content` into `out` through `buf`, checking the length matches.
 pub(crate) fn copy_content<W: Write + ?Sized>(
     content: &Content,

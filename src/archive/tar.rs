@@ -170,6 +170,20 @@ fn write_leaf<W: Write>(
         source,
     };
     let meta = &leaf.meta;
+    if let LeafKind::CharDevice { major, minor } | LeafKind::BlockDevice { major, minor } =
+        &leaf.kind
+        && !(fits_octal(u64::from(*major), 8) && fits_octal(u64::from(*minor), 8))
+    {
+        // No PAX record holds device numbers; base-256 fields are GNU's, not every
+        // reader's.
+        return Err(ArchiveError::Unrepresentable {
+            path: display.clone(),
+            reason: format!(
+                "device {major}:{minor} does not fit tar's device fields (7 octal digits, up \
+                 to {MAX_DEVICE} each)"
+            ),
+        });
+    }
     match &leaf.kind {
         LeafKind::File(content) => {
             let size = content.len();
@@ -192,6 +206,12 @@ fn write_leaf<W: Write>(
         }
         LeafKind::Symlink(target) => {
             use std::os::unix::ffi::OsStrExt;
+            if let Some(reason) = super::bad_symlink_target(target.as_bytes()) {
+                return Err(ArchiveError::Unrepresentable {
+                    path: display.clone(),
+                    reason,
+                });
+            }
             write_header(
                 out,
                 &Header {
@@ -262,6 +282,9 @@ fn pad<W: Write>(out: &mut W, size: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The largest device number (major or minor) tar's 8-byte octal fields hold.
+const MAX_DEVICE: u64 = 0o7777777;
 
 /// Whether `value` fits an octal field of `width` bytes (width - 1 digits and a NUL).
 fn fits_octal(value: u64, width: usize) -> bool {
@@ -366,8 +389,9 @@ fn header_block(
     b[257..263].copy_from_slice(b"ustar\0");
     b[263..265].copy_from_slice(b"00");
     if matches!(typeflag, b'3' | b'4') {
-        put_octal(&mut b[329..337], u64::from(dev.0).min(0o7777777));
-        put_octal(&mut b[337..345], u64::from(dev.1).min(0o7777777));
+        // Larger numbers are refused before a header is made (`write_leaf`).
+        put_octal(&mut b[329..337], u64::from(dev.0).min(MAX_DEVICE));
+        put_octal(&mut b[337..345], u64::from(dev.1).min(MAX_DEVICE));
     }
     b[148..156].fill(b' ');
     let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
@@ -491,6 +515,69 @@ mod tests {
         );
         assert_eq!(stats.entries, 10);
         assert_eq!(stats.body_bytes, 6);
+    }
+
+    /// `tree` with one more leaf `x` of `kind`.
+    fn with_leaf(kind: LeafKind) -> Tree {
+        let mut t = Tree::new(0);
+        t.insert(
+            &TreePath::parse("x").unwrap(),
+            Inode::Leaf(Arc::new(Leaf {
+                meta: Meta::root(0o644, 0),
+                kind,
+            })),
+            &Meta::root(0o755, 0),
+        )
+        .unwrap();
+        t
+    }
+
+    #[test]
+    fn devices_past_the_octal_fields_are_refused() {
+        let big = (MAX_DEVICE + 1) as u32;
+        for (major, minor) in [(big, 1), (1, big), (u32::MAX, u32::MAX)] {
+            for kind in [
+                LeafKind::CharDevice { major, minor },
+                LeafKind::BlockDevice { major, minor },
+            ] {
+                let err = write_tar(&with_leaf(kind), &mut Vec::new(), &TarOptions::default())
+                    .unwrap_err();
+                assert!(
+                    err.to_string().starts_with(&format!(
+                        "x: device {major}:{minor} does not fit tar's device fields"
+                    )),
+                    "{err}"
+                );
+            }
+        }
+        // The largest that fits reads back as written.
+        let max = MAX_DEVICE as u32;
+        let mut out = Vec::new();
+        let kind = LeafKind::BlockDevice {
+            major: max,
+            minor: max,
+        };
+        write_tar(&with_leaf(kind), &mut out, &TarOptions::default()).unwrap();
+        let mut ar = tar::Archive::new(&out[..]);
+        let e = ar.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(e.header().device_major().unwrap(), Some(max));
+        assert_eq!(e.header().device_minor().unwrap(), Some(max));
+    }
+
+    #[test]
+    fn symlink_targets_with_a_nul_or_nothing_are_refused() {
+        for target in [&b"a\0b"[..], b""] {
+            use std::os::unix::ffi::OsStringExt;
+            let kind = LeafKind::Symlink(std::ffi::OsString::from_vec(target.to_vec()));
+            let err = write_tar(&with_leaf(kind), &mut Vec::new(), &TarOptions::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.ends_with("contains a NUL byte, which ends it early for every reader")
+                    || err == "x: a symlink needs a target; this one is empty",
+                "{err}"
+            );
+        }
     }
 
     #[test]

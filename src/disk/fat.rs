@@ -215,6 +215,13 @@ fn short_name(name: &str) -> Result<([u8; 11], u8), DiskError> {
             "{name:?} is not an 8.3 name (up to 8 letters, digits or _-~!#$%&'()@^{{}} and an extension of up to 3; one case)"
         ))
     };
+    if name.ends_with('.') {
+        // `A.` would be stored as `A`, colliding with it; Windows drops trailing dots too.
+        return Err(DiskError::Unrepresentable(format!(
+            "{name:?} ends in a dot, which FAT names cannot (it would be stored as {:?})",
+            name.trim_end_matches('.')
+        )));
+    }
     let (base, ext) = name.split_once('.').unwrap_or((name, ""));
     let allowed =
         |s: &str, max: usize| !s.is_empty() && s.len() <= max || (max == 3 && s.is_empty());
@@ -802,8 +809,37 @@ mod tests {
             "",
             ".x",
             "a.b.c",
+            "a.",
+            "A..",
+            ".",
+            "..",
+            "...",
         ] {
             assert!(short_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            short_name("EFI.").unwrap_err().to_string(),
+            "\"EFI.\" ends in a dot, which FAT names cannot (it would be stored as \"EFI\")"
+        );
+    }
+
+    #[test]
+    fn a_name_and_the_same_with_a_dot_do_not_share_an_entry() {
+        let body = b"x".to_vec();
+        for (a, b) in [("a", "a."), ("d/f", "d./g"), ("x.", "y")] {
+            let files = [
+                FatFile {
+                    path: a,
+                    source: &body,
+                },
+                FatFile {
+                    path: b,
+                    source: &body,
+                },
+            ];
+            let mut dev = Cursor::new(vec![0u8; 2 << 20]);
+            let err = write_fat(&mut dev, &files, &opts()).unwrap_err();
+            assert!(err.to_string().contains("ends in a dot"), "{a} {b}: {err}");
         }
     }
 

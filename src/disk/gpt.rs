@@ -65,8 +65,78 @@ pub fn usable(disk_size: u64) -> Option<(u64, u64)> {
     (last > first).then(|| (first, last - 1))
 }
 
+/// Partition entries in a table (its 16 KiB entry array).
+const MAX_PARTITIONS: usize = 128;
+
+/// UTF-16 code units in a partition name.
+const NAME_UNITS: usize = 36;
+
+/// Check that `partitions` fit a table on a disk of `total` sectors: each inside the usable
+/// area (after the primary entry array, before the backup), none empty, none overlapping,
+/// names that the entry holds whole, types that do not mark an entry unused.
+fn check_partitions(total: u64, partitions: &[Partition]) -> Result<(), DiskError> {
+    let bad = |i: usize, why: String| {
+        DiskError::Unrepresentable(format!("GPT partition {}: {why}", i + 1))
+    };
+    // LBA 0 is the protective MBR, 1 the header, 2..34 the entries; the backup mirrors it.
+    let first_usable = 2 + BACKUP_SECTORS - 1;
+    let last_usable = total.saturating_sub(BACKUP_SECTORS + 1);
+    if last_usable < first_usable {
+        return Err(DiskError::TooSmall {
+            what: "a GPT disk".into(),
+            needed: (2 * BACKUP_SECTORS + 2) * SECTOR,
+            available: total * SECTOR,
+        });
+    }
+    if partitions.len() > MAX_PARTITIONS {
+        return Err(DiskError::Unrepresentable(format!(
+            "{} partitions; a GPT holds {MAX_PARTITIONS}",
+            partitions.len()
+        )));
+    }
+    let mut ranges = Vec::new();
+    for (i, p) in partitions.iter().enumerate() {
+        if p.first_lba > p.last_lba {
+            return Err(bad(
+                i,
+                format!("first sector {} after its last {}", p.first_lba, p.last_lba),
+            ));
+        }
+        if p.first_lba < first_usable || p.last_lba > last_usable {
+            return Err(bad(
+                i,
+                format!(
+                    "sectors {}..={} outside the usable {first_usable}..={last_usable}",
+                    p.first_lba, p.last_lba
+                ),
+            ));
+        }
+        if p.type_guid.is_nil() {
+            return Err(bad(i, "the nil type GUID marks an entry unused".into()));
+        }
+        if p.name.encode_utf16().count() > NAME_UNITS || p.name.contains('\0') {
+            return Err(bad(
+                i,
+                format!(
+                    "name {:?} is not up to {NAME_UNITS} UTF-16 units without NUL",
+                    p.name
+                ),
+            ));
+        }
+        ranges.push((p.first_lba, p.last_lba, i));
+    }
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        if w[1].0 <= w[0].1 {
+            return Err(bad(w[1].2, format!("overlaps partition {}", w[0].2 + 1)));
+        }
+    }
+    Ok(())
+}
+
 /// Write a GPT with `partitions` onto `device` (already as large as the disk), identified by
-/// `disk_guid`.
+/// `disk_guid`. Partitions outside the usable area, overlapping, or with names or types an
+/// entry cannot hold are refused.
 pub fn write_gpt<D: Read + Write + Seek + std::fmt::Debug>(
     device: &mut D,
     disk_guid: uuid::Uuid,
@@ -77,6 +147,7 @@ pub fn write_gpt<D: Read + Write + Seek + std::fmt::Debug>(
         .seek(std::io::SeekFrom::End(0))
         .map_err(|e| DiskError::io("measuring the disk", e))?
         / SECTOR;
+    check_partitions(total, partitions)?;
     let mbr = ProtectiveMBR::with_lb_size(u32::try_from(total - 1).unwrap_or(u32::MAX));
     mbr.overwrite_lba0(device)
         .map_err(|e| DiskError::Unrepresentable(format!("protective MBR: {e}")))?;
@@ -144,6 +215,54 @@ mod tests {
         );
         assert_eq!(p.part_type_guid.guid, ESP_TYPE);
         assert_eq!(back.primary_header().unwrap().num_parts, 128);
+    }
+
+    #[test]
+    fn partitions_an_entry_cannot_hold_are_refused() {
+        let size = 8u64 << 20;
+        let total = size / SECTOR;
+        let ok = Partition {
+            type_guid: ESP_TYPE,
+            guid: uuid::uuid!("11111111-2222-8333-9444-555555555555"),
+            first_lba: 34,
+            last_lba: total - 34,
+            name: "x".repeat(36),
+            attributes: 0,
+        };
+        let write = |parts: &[Partition], size: u64| {
+            write_gpt(
+                &mut Cursor::new(vec![0u8; size as usize]),
+                uuid::Uuid::nil(),
+                parts,
+            )
+        };
+        write(std::slice::from_ref(&ok), size).unwrap();
+        let with = |f: &dyn Fn(&mut Partition)| {
+            let mut p = ok.clone();
+            f(&mut p);
+            write(&[p], size).unwrap_err().to_string()
+        };
+        assert!(with(&|p| p.first_lba = 33).contains("outside the usable 34..="));
+        assert!(with(&|p| p.last_lba = total - 33).contains("outside the usable"));
+        assert!(with(&|p| p.first_lba = p.last_lba + 1).contains("after its last"));
+        assert!(with(&|p| p.name.push('y')).contains("is not up to 36 UTF-16 units"));
+        assert!(with(&|p| p.name = "a\0b".into()).contains("without NUL"));
+        assert!(with(&|p| p.type_guid = uuid::Uuid::nil()).contains("nil type"));
+        // Two partitions sharing one sector, then side by side.
+        let mut first = ok.clone();
+        first.last_lba = total - 35;
+        let mut second = ok.clone();
+        second.first_lba = total - 35;
+        let err = write(&[first.clone(), second.clone()], size).unwrap_err();
+        assert_eq!(err.to_string(), "GPT partition 2: overlaps partition 1");
+        second.first_lba = total - 34;
+        write(&[first, second], size).unwrap();
+        assert!(write(&vec![ok.clone(); 129], size).is_err());
+        // Disks too small for the two tables, down to none at all: an error, not a panic.
+        for bytes in [0, 511, 512, 34 * 512, 67 * 512] {
+            let err = write(&[], bytes).unwrap_err();
+            assert!(matches!(err, DiskError::TooSmall { .. }), "{bytes}: {err}");
+        }
     }
 
     #[test]

@@ -53,12 +53,14 @@ pub(super) struct LayerEntry {
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
-/// Hand every entry of the tar read from `reader` to `visit`, in tar order; `layer` names it
-/// in errors. `read_at` reads the same tar by offset, for the PAX records (read by their
-/// length prefix: the tar crate splits them at newlines, which breaks binary values such as
-/// `security.capability` xattrs).
+/// Hand every entry of the tar of `len` bytes read from `reader` to `visit`, in tar order;
+/// `layer` names it in errors. `read_at` reads the same tar by offset, for the PAX records
+/// (read by their length prefix: the tar crate splits them at newlines, which breaks binary
+/// values such as `security.capability` xattrs). A body that runs past the end of the tar (a
+/// truncated layer) is an error: the tar reader seeks over bodies without reading them.
 pub(super) fn read_entries<R: Read + Seek>(
     reader: R,
+    len: u64,
     read_at: &ReadAt<'_>,
     layer: &str,
     visit: &mut dyn FnMut(LayerEntry) -> Result<(), FlattenError>,
@@ -73,6 +75,16 @@ pub(super) fn read_entries<R: Read + Seek>(
         let entry = entry.map_err(read_err)?;
         let header_at = entry.raw_header_position();
         let pax = read_pax(read_at, previous_end, header_at).map_err(read_err)?;
+        let body_end = entry.raw_file_position().checked_add(entry.size());
+        if body_end.is_none_or(|end| end > len) {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "truncated: the entry {} ends past the end of the layer ({len} bytes)",
+                    crate::tree::abbreviate(&entry.path_bytes())
+                ),
+            )));
+        }
         previous_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
         let raw_path = match pax.get(&b"path"[..]) {
             Some(p) => p.clone(),
@@ -203,10 +215,24 @@ pub(super) fn read_entries<R: Read + Seek>(
                 EntryKind::Hardlink(target)
             }
             EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
+                // The PAX record first: the tar reader splits PAX records at newlines, so its
+                // own view of a `linkpath` holding one is cut short.
+                let target = match pax.get(&b"linkpath"[..]) {
+                    Some(l) => l.clone(),
+                    None => entry
+                        .link_name_bytes()
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default(),
+                };
+                if target.is_empty() {
+                    return Err(bad("symlink without a target".into()));
+                }
+                if target.contains(&0) {
+                    return Err(bad(format!(
+                        "symlink target {:?} contains a NUL byte",
+                        crate::tree::abbreviate(&target)
+                    )));
+                }
                 EntryKind::Symlink(OsString::from_vec(target))
             }
             EntryType::Char | EntryType::Block => {

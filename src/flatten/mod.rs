@@ -247,7 +247,7 @@ fn apply_entries<R: Read + Seek>(
         source,
     })?;
     rewind(reader)?;
-    read_entries(&mut *reader, read_at, layer, &mut |e| {
+    read_entries(&mut *reader, len, read_at, layer, &mut |e| {
         budget.take(layer)?;
         match &e.kind {
             EntryKind::Whiteout => {
@@ -264,7 +264,7 @@ fn apply_entries<R: Read + Seek>(
         Ok(())
     })?;
     rewind(reader)?;
-    read_entries(&mut *reader, read_at, layer, &mut |e: LayerEntry| {
+    read_entries(&mut *reader, len, read_at, layer, &mut |e: LayerEntry| {
         stats.entries += 1;
         let parent_meta = Meta::root(0o755, e.meta.mtime);
         let inode = match e.kind {

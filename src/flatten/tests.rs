@@ -464,3 +464,89 @@ fn the_deepest_layer_linux_allows_flattens_on_a_small_stack() {
         .unwrap();
     assert_eq!(worker.join().unwrap(), 2049);
 }
+
+/// A layer holding one symlink `l` to `target`, written by the tar writer.
+fn symlink_layer(target: &[u8]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut t = Tree::new(0);
+    t.insert(
+        &TreePath::parse("l").unwrap(),
+        Inode::Leaf(Arc::new(Leaf {
+            meta: Meta::root(0o777, 0),
+            kind: LeafKind::Symlink(std::ffi::OsString::from_vec(target.to_vec())),
+        })),
+        &Meta::root(0o755, 0),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    write_tar(&t, &mut out, &TarOptions::default()).unwrap();
+    out
+}
+
+#[test]
+fn a_truncated_layer_is_an_error() {
+    let mut layers = Layers::new();
+    layers.add(&[("f", file(&"x".repeat(1500))), ("g", file("g"))]);
+    let whole = std::fs::read(&layers.paths[0]).unwrap();
+    // Cut inside the body of `f` (its header is the first 512 bytes), then inside the
+    // header of `g`.
+    for cut in [512 + 700, 512 + 1536 + 100] {
+        let mut truncated = Layers::new();
+        truncated.add_raw(&whole[..cut]);
+        let err = truncated.flatten().unwrap_err();
+        let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            text.contains("truncated") || text.contains("failed to read entire block"),
+            "{cut}: {text}"
+        );
+    }
+    // The body whole but the end-of-archive blocks gone: every entry is there.
+    let mut no_end = Layers::new();
+    no_end.add_raw(&whole[..512 + 1536 + 1024]);
+    assert_eq!(lines(&no_end.flatten().unwrap()).len(), 3);
+}
+
+#[test]
+fn a_symlink_target_comes_from_its_pax_record_whole() {
+    // Longer than the header's 100 bytes, so in a PAX `linkpath` record; with a newline,
+    // which the tar reader's own PAX parser splits at.
+    let target = format!("a\nb/{}", "c".repeat(120));
+    let mut layers = Layers::new();
+    layers.add_raw(&symlink_layer(target.as_bytes()));
+    let tree = layers.flatten().unwrap();
+    let Some(Inode::Leaf(leaf)) = tree.get(&TreePath::parse("l").unwrap()) else {
+        panic!("no symlink");
+    };
+    assert_eq!(leaf.kind, LeafKind::Symlink(target.into()));
+}
+
+#[test]
+fn a_symlink_target_with_a_nul_or_nothing_is_refused() {
+    // The writer refuses a NUL: put one into the PAX record of a target written without.
+    let mut bytes = symlink_layer(format!("a{}", "c".repeat(120)).as_bytes());
+    let at = bytes.windows(10).position(|w| w == b"linkpath=a").unwrap();
+    bytes[at + 10] = 0;
+    let mut layers = Layers::new();
+    layers.add_raw(&bytes);
+    let err = layers.flatten().unwrap_err().to_string();
+    assert!(
+        err.contains(": l: symlink target") && err.ends_with("contains a NUL byte"),
+        "{err}"
+    );
+    // A symlink header with an empty link name.
+    let mut header = tar::Header::new_ustar();
+    header.set_path("l").unwrap();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_mode(0o777);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(0);
+    header.set_cksum();
+    let mut raw = header.as_bytes().to_vec();
+    raw.extend_from_slice(&[0u8; 1024]);
+    let mut layers = Layers::new();
+    layers.add_raw(&raw);
+    let err = layers.flatten().unwrap_err().to_string();
+    assert!(err.ends_with("l: symlink without a target"), "{err}");
+}

@@ -21,6 +21,7 @@ use super::cache::{Cache, HashingWriter, sha256_digest};
 use super::layer::{
     ChunkReader, ExpansionBudget, LayerCodec, codec_for, decompress_into_cache, expand,
 };
+use super::reference::is_sha256_digest;
 use super::{Arch, ImageError, Reference};
 use crate::limits::Limits;
 use crate::progress::{Reporter, human_bytes};
@@ -749,46 +750,30 @@ impl Puller {
                 }
             }
         };
-        let top_json: serde_json::Value = serde_json::from_slice(&top)
-            .map_err(|e| invalid(format!("manifest is not JSON: {e}")))?;
-        let top_type = media_type_of(&top_json);
-        let (manifest_digest, manifest_bytes) =
-            if let Some(list) = top_json.get("manifests").and_then(|m| m.as_array()) {
-                let digest =
-                    pick_platform(list, arch).map_err(|available| ImageError::ArchMissing {
-                        reference: name.clone(),
-                        arch: arch.oci().into(),
-                        available,
-                    })?;
-                let bytes = self.small_blob(reference, &digest, true).await?;
-                (digest, bytes)
-            } else {
-                (top_digest.clone(), top.clone())
-            };
-        let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| invalid(format!("bad image manifest: {e}")))?;
+        let checked = |e: ManifestError| match e {
+            ManifestError::Invalid(reason) => invalid(reason),
+            ManifestError::ArchMissing { available } => ImageError::ArchMissing {
+                reference: name.clone(),
+                arch: arch.oci().into(),
+                available,
+            },
+        };
+        let top_level = parse_top(&top, arch).map_err(checked)?;
+        let top_type = top_level.media_type.clone();
+        let (manifest_digest, manifest_bytes) = match &top_level.manifest {
+            Some(digest) => {
+                let bytes = self.small_blob(reference, digest, true).await?;
+                (digest.clone(), bytes)
+            }
+            None => (top_digest.clone(), top.clone()),
+        };
+        let manifest = parse_manifest(&manifest_bytes).map_err(checked)?;
         let config_digest = manifest.config().digest().to_string();
         let config_bytes = self.small_blob(reference, &config_digest, false).await?;
-        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| invalid(format!("bad image config: {e}")))?;
-        if !top_json.get("manifests").is_some_and(|m| m.is_array()) {
-            let image_arch = config.architecture().to_string();
-            if image_arch != arch.oci() {
-                return Err(ImageError::ArchMissing {
-                    reference: name.clone(),
-                    arch: arch.oci().into(),
-                    available: format!("linux/{image_arch}"),
-                });
-            }
-        }
+        // An index chose the architecture already; a bare manifest's config says it.
+        let expect_arch = top_level.manifest.is_none().then_some(arch);
+        let config = parse_config(&manifest, &config_bytes, expect_arch).map_err(checked)?;
         let diff_ids = config.rootfs().diff_ids().clone();
-        if diff_ids.len() != manifest.layers().len() {
-            return Err(invalid(format!(
-                "the manifest has {} layers but the config {} diff_ids",
-                manifest.layers().len(),
-                diff_ids.len()
-            )));
-        }
         let budget = ExpansionBudget::new(self.limits.layer_bytes, self.limits.image_bytes);
         let jobs = manifest
             .layers()
@@ -845,6 +830,106 @@ fn unreachable_retry<T>(reference: &Reference) -> Result<T, ImageError> {
     })
 }
 
+/// Why a manifest, an index or an image config fetched for a pull cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// The document is malformed or names something it may not.
+    #[error("{0}")]
+    Invalid(String),
+    /// The image has no manifest for the architecture asked for.
+    #[error("no image for the architecture (it has {available})")]
+    ArchMissing {
+        /// The platforms it has.
+        available: String,
+    },
+}
+
+/// What the top-level document of a pull (fetched by tag or digest) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopLevel {
+    /// Its media type (as stated, or inferred from its shape).
+    pub media_type: String,
+    /// For an index: the digest of the manifest for the architecture asked for (a checked
+    /// sha256 digest); `None` when the document is a manifest itself.
+    pub manifest: Option<String>,
+}
+
+/// Parse the top-level document of a pull: an index (the manifest for `arch` is picked) or a
+/// manifest. Every digest it returns is `sha256:` and 64 hex digits, since digests name
+/// files of the cache.
+pub fn parse_top(bytes: &[u8], arch: Arch) -> Result<TopLevel, ManifestError> {
+    let json: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ManifestError::Invalid(format!("manifest is not JSON: {e}")))?;
+    let media_type = media_type_of(&json);
+    let manifest = match json.get("manifests").and_then(|m| m.as_array()) {
+        Some(list) => {
+            let digest = pick_platform(list, arch)
+                .map_err(|available| ManifestError::ArchMissing { available })?;
+            if !is_sha256_digest(&digest) {
+                return Err(ManifestError::Invalid(format!(
+                    "the index names manifest {:?}, which is not a sha256 digest",
+                    crate::tree::abbreviate(digest.as_bytes())
+                )));
+            }
+            Some(digest)
+        }
+        None => None,
+    };
+    Ok(TopLevel {
+        media_type,
+        manifest,
+    })
+}
+
+/// Parse an image manifest; its config and layers must be named by sha256 digests.
+pub fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, ManifestError> {
+    let manifest: ImageManifest = serde_json::from_slice(bytes)
+        .map_err(|e| ManifestError::Invalid(format!("bad image manifest: {e}")))?;
+    for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+        let digest = d.digest().to_string();
+        if !is_sha256_digest(&digest) {
+            return Err(ManifestError::Invalid(format!(
+                "bad image manifest: {digest} is not a sha256 digest"
+            )));
+        }
+    }
+    Ok(manifest)
+}
+
+/// Parse the image config of `manifest` and check it against it: one sha256 `diff_id` per
+/// layer, and the architecture `arch` when given (a manifest not chosen from an index).
+pub fn parse_config(
+    manifest: &ImageManifest,
+    bytes: &[u8],
+    arch: Option<Arch>,
+) -> Result<ImageConfiguration, ManifestError> {
+    let config: ImageConfiguration = serde_json::from_slice(bytes)
+        .map_err(|e| ManifestError::Invalid(format!("bad image config: {e}")))?;
+    if let Some(arch) = arch {
+        let image_arch = config.architecture().to_string();
+        if image_arch != arch.oci() {
+            return Err(ManifestError::ArchMissing {
+                available: format!("linux/{image_arch}"),
+            });
+        }
+    }
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(ManifestError::Invalid(format!(
+            "the manifest has {} layers but the config {} diff_ids",
+            manifest.layers().len(),
+            diff_ids.len()
+        )));
+    }
+    if let Some(bad) = diff_ids.iter().find(|d| !is_sha256_digest(d)) {
+        return Err(ManifestError::Invalid(format!(
+            "bad image config: diff_id {:?} is not a sha256 digest",
+            crate::tree::abbreviate(bad.as_bytes())
+        )));
+    }
+    Ok(config)
+}
+
 fn media_type_of(v: &serde_json::Value) -> String {
     match v.get("mediaType").and_then(|m| m.as_str()) {
         Some(t) => t.to_string(),
@@ -892,6 +977,69 @@ pub fn pick_platform(list: &[serde_json::Value], arch: Arch) -> Result<String, S
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A manifest with one layer, its config named by `config`.
+    fn manifest_json(config: &str) -> Vec<u8> {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{}", "b".repeat(64)), "size": 2}],
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn digests_that_would_leave_the_cache_are_refused() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        // An index naming its manifest by a path.
+        for bad in [
+            "sha256:../../../../home/u/.bashrc",
+            "sha256:/etc/passwd",
+            "sha256:ab",
+        ] {
+            let index = json!({"manifests": [
+                {"digest": bad, "platform": {"os": "linux", "architecture": "amd64"}}
+            ]});
+            let err = parse_top(index.to_string().as_bytes(), Arch::Amd64).unwrap_err();
+            assert!(
+                err.to_string().ends_with("which is not a sha256 digest"),
+                "{err}"
+            );
+        }
+        let index = json!({"manifests": [
+            {"digest": a, "platform": {"os": "linux", "architecture": "amd64"}}
+        ]});
+        let top = parse_top(index.to_string().as_bytes(), Arch::Amd64).unwrap();
+        assert_eq!(top.manifest.as_deref(), Some(a.as_str()));
+        assert_eq!(top.media_type, "application/vnd.oci.image.index.v1+json");
+        // A manifest whose config is not sha256.
+        let err =
+            parse_manifest(&manifest_json(&format!("sha512:{}", "c".repeat(128)))).unwrap_err();
+        assert!(err.to_string().ends_with("is not a sha256 digest"), "{err}");
+        // A config whose diff_id is a path.
+        let manifest = parse_manifest(&manifest_json(&a)).unwrap();
+        let config = |diff_id: &str, arch: &str| {
+            json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}})
+                .to_string()
+                .into_bytes()
+        };
+        let err =
+            parse_config(&manifest, &config("sha256:/etc/passwd", "amd64"), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bad image config: diff_id \"sha256:/etc/passwd\" is not a sha256 digest"
+        );
+        parse_config(&manifest, &config(&a, "amd64"), Some(Arch::Amd64)).unwrap();
+        let err = parse_config(&manifest, &config(&a, "arm64"), Some(Arch::Amd64)).unwrap_err();
+        assert_eq!(
+            err,
+            ManifestError::ArchMissing {
+                available: "linux/arm64".into()
+            }
+        );
+    }
 
     #[test]
     fn picks_the_platform_or_lists_what_there_is() {

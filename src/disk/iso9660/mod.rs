@@ -25,8 +25,8 @@ mod rock_ridge;
 mod tree;
 mod volume;
 
-#[cfg(test)]
-mod reader;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod reader;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! A small ISO 9660 reader for the tests: walks the primary tree (Rock Ridge names and modes
-//! when present) or the Joliet tree and returns every file with its bytes.
+//! A small ISO 9660 reader for the tests and the fuzz targets (feature `fuzzing`): walks the
+//! primary tree (Rock Ridge names and modes when present) or the Joliet tree and returns every
+//! file with its bytes. It panics on anything malformed: its callers check the writer.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ fn be32(b: &[u8], at: usize) -> usize {
 
 /// What a reader sees of one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Seen {
+pub struct Seen {
     /// Rock Ridge mode (0 in the Joliet tree).
     pub mode: u32,
     /// File bytes (empty for directories).
@@ -25,10 +26,14 @@ pub(crate) struct Seen {
 }
 
 /// One parsed directory record.
-pub(crate) struct Rec {
+pub struct Rec {
+    /// The file identifier as recorded.
     pub id: Vec<u8>,
+    /// Its first sector.
     pub extent: usize,
+    /// Its length in bytes.
     pub len: usize,
+    /// Whether it is a directory.
     pub dir: bool,
     /// Rock Ridge entries (signature, body), continuation areas followed.
     pub susp: Vec<([u8; 2], Vec<u8>)>,
@@ -66,7 +71,7 @@ fn susp<'a>(image: &'a [u8], mut area: &'a [u8], out: &mut Vec<([u8; 2], Vec<u8>
 
 /// The records of the directory at `extent` of `len` bytes, checking that none crosses a
 /// sector and that both-endian fields agree.
-pub(crate) fn records(image: &[u8], extent: usize, len: usize) -> Vec<Rec> {
+pub fn records(image: &[u8], extent: usize, len: usize) -> Vec<Rec> {
     let dir = &image[extent * SECTOR..extent * SECTOR + len];
     let mut out = Vec::new();
     let mut at = 0;
@@ -124,7 +129,7 @@ fn name_of(rec: &Rec, joliet: bool) -> String {
 }
 
 /// Every entry under the root of the primary (`joliet == false`) or Joliet tree, by path.
-pub(crate) fn read_tree(image: &[u8], joliet: bool) -> BTreeMap<String, Seen> {
+pub fn read_tree(image: &[u8], joliet: bool) -> BTreeMap<String, Seen> {
     let vd = (16..32)
         .map(|s| &image[s * SECTOR..(s + 1) * SECTOR])
         .find(|d| d[0] == if joliet { 2 } else { 1 } && &d[1..6] == b"CD001")
