@@ -94,10 +94,13 @@ fn parse_arch(arch: &Option<String>) -> Result<Arch> {
 
 fn source_date_epoch() -> Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .map(Some)
-            .map_err(|_| usage!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
+        // The reproducible-builds definition: a non-negative number of seconds since 1970.
+        Ok(v) if !v.is_empty() => match v.parse::<i64>() {
+            Ok(secs) if secs >= 0 => Ok(Some(secs)),
+            _ => Err(usage!(
+                "SOURCE_DATE_EPOCH={v:?} is not a non-negative number of seconds"
+            )),
+        },
         _ => Ok(None),
     }
 }

@@ -563,6 +563,22 @@ fn exit_codes_follow_the_kind_of_error() {
         assert!(e.starts_with(says), "{args:?}: {e}");
         assert!(nothing_pulled(&s), "{args:?} pulled");
     }
+    // A negative SOURCE_DATE_EPOCH is a bad setting, said as such, not a failure per entry.
+    for epoch in ["-1", "soon"] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_osbuild"))
+            .args(["build", "--cache"])
+            .arg(s.cache())
+            .args(["--dir", s.out().to_str().unwrap(), hello])
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .expect("run osbuild");
+        let e = failure(&o, 2);
+        assert_eq!(
+            e,
+            format!("SOURCE_DATE_EPOCH=\"{epoch}\" is not a non-negative number of seconds")
+        );
+        assert!(nothing_pulled(&s), "SOURCE_DATE_EPOCH={epoch} pulled");
+    }
     let o = osbuild_in(
         &s.cache(),
         &["build", "-o", file, "-f", "kernel+initrd", hello],
