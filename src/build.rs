@@ -350,15 +350,25 @@ fn resolve_references(
     for (w, source) in unique.iter().zip(sources) {
         match source {
             Source::Registry(r) => references.push(r),
-            Source::Package(i) => match built.get_mut(i).and_then(Option::take) {
-                Some(Ok(r)) => references.push(r),
-                Some(Err(e)) => errors.push(match e {
-                    crate::pkg::PkgError::Manifest(s) => BuildError::Spec(s),
-                    crate::pkg::PkgError::Image(i) => BuildError::Image(i),
-                    other => package_error(loaded, w, crate::error::chain(&other)),
-                }),
-                // A folder named twice: its failure is reported once.
-                None => {}
+            // A folder named twice (however spelled) gives each naming its reference, so
+            // the references stay in step with `unique`; its failure is reported once.
+            Source::Package(i) => match built.get_mut(i) {
+                Some(Some(Ok(r))) => references.push(r.clone()),
+                Some(slot) => {
+                    if let Some(Err(e)) = slot.take() {
+                        errors.push(match e {
+                            crate::pkg::PkgError::Manifest(s) => BuildError::Spec(s),
+                            crate::pkg::PkgError::Image(i) => BuildError::Image(i),
+                            other => package_error(loaded, w, crate::error::chain(&other)),
+                        });
+                    }
+                }
+                None => {
+                    return Err(BuildError::Internal(format!(
+                        "{}: package {i} was not built",
+                        w.value
+                    )));
+                }
             },
         }
     }
