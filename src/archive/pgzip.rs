@@ -75,7 +75,7 @@ impl<W: Write> fmt::Debug for ParallelGzip<W> {
 impl<W: Write> ParallelGzip<W> {
     /// Compress at `level` (0-9, clamped) into `inner` on as many threads as there are cores.
     pub fn new(inner: W, level: u32) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = super::compress::available_threads();
         Self::with_threads(inner, level, threads)
     }
 

@@ -872,10 +872,7 @@ fn write_data<W: Write>(
     sink: &mut Sink<'_, W>,
 ) -> Result<DataPass, SquashfsError> {
     let threads = match opts.threads {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8),
+        0 => crate::archive::compress::available_threads().clamp(1, 8),
         n => n,
     };
     let mut codecs = Vec::with_capacity(threads);

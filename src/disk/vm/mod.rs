@@ -145,9 +145,7 @@ pub(crate) fn map_parallel<T: Sync, R: Send>(
 }
 
 /// The number of threads compressing writers use: one per core.
-pub(crate) fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+pub(crate) use crate::archive::compress::available_threads as threads;
 
 #[cfg(test)]
 mod tests {
