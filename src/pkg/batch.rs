@@ -24,13 +24,13 @@ use crate::progress::Reporter;
 pub const WORKERS: usize = 2;
 
 /// A piece of the batch.
-enum Job {
+enum Job<'a> {
     /// A package whose builder is not `cargo`: all of it.
     Whole(usize, Pending),
     /// One cargo invocation: the packages (by index) it compiles.
-    Compile(Vec<(usize, Pending)>),
+    Compile(Vec<(usize, Unit<'a>, Pending)>),
     /// A cargo package's image, once its binaries are there.
-    Image(usize, Pending, Binaries),
+    Image(usize, Unit<'a>, Pending, Binaries),
 }
 
 /// Build every package of `packages` that `cache` lacks for `arch`, and name each; returns,
@@ -105,16 +105,16 @@ pub fn build_all(
             None => groups.push(vec![i]),
         }
     }
-    let groups: Vec<Vec<(usize, Pending)>> = groups
+    let groups: Vec<Vec<(usize, Unit<'_>, Pending)>> = groups
         .into_iter()
         .map(|g| {
             g.into_iter()
-                .filter_map(|i| Some((i, pendings[i].take()?)))
+                .filter_map(|i| Some((i, unit(i)?, pendings[i].take()?)))
                 .collect()
         })
         .collect();
     // The long cargo invocations first, the other packages in the order given.
-    let mut jobs: VecDeque<Job> = groups.into_iter().map(Job::Compile).collect();
+    let mut jobs: VecDeque<Job<'_>> = groups.into_iter().map(Job::Compile).collect();
     jobs.extend(wholes);
     let results = Mutex::new(results);
     let record = |i: usize, result: Result<Reference, PkgError>| {
@@ -132,20 +132,7 @@ pub fn build_all(
             Vec::new()
         }
         Job::Compile(group) => {
-            let Some(units) = group
-                .iter()
-                .map(|(i, _)| unit(*i))
-                .collect::<Option<Vec<Unit<'_>>>>()
-            else {
-                for (i, _) in group {
-                    let dir = packages[i].dir.display();
-                    record(
-                        i,
-                        Err(PkgError::Usage(format!("{dir}: not a cargo package"))),
-                    );
-                }
-                return Vec::new();
-            };
+            let units: Vec<Unit<'_>> = group.iter().map(|(_, u, _)| *u).collect();
             let names: Vec<&str> = units
                 .iter()
                 .map(|u| u.package.manifest.image.value.as_str())
@@ -155,9 +142,9 @@ pub fn build_all(
             let built = compiled.iter().filter(|r| r.is_ok()).count();
             task.finish(format!("{built} of {} packages compiled", units.len()));
             let mut next = Vec::new();
-            for ((i, pending), result) in group.into_iter().zip(compiled) {
+            for ((i, u, pending), result) in group.into_iter().zip(compiled) {
                 match result {
-                    Ok(binaries) => next.push(Job::Image(i, pending, binaries)),
+                    Ok(binaries) => next.push(Job::Image(i, u, pending, binaries)),
                     Err(e) => {
                         reporter.task(label(i), None).finish("failed");
                         record(i, Err(e));
@@ -166,18 +153,12 @@ pub fn build_all(
             }
             next
         }
-        Job::Image(i, pending, binaries) => {
+        Job::Image(i, u, pending, binaries) => {
             let package = &packages[i];
             let task = reporter.task(label(i), None);
-            let result = match unit(i) {
-                Some(u) => complete(package, cache, pending, |a| {
-                    cargo::assemble(package, u.spec, a, &binaries, mtime)
-                }),
-                None => Err(PkgError::Usage(format!(
-                    "{}: not a cargo package",
-                    package.dir.display()
-                ))),
-            };
+            let result = complete(package, cache, pending, |a| {
+                cargo::assemble(package, u.spec, a, &binaries, mtime)
+            });
             finish(task, &result);
             record(i, result);
             Vec::new()
