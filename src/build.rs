@@ -294,17 +294,17 @@ fn source_of(
         .written
         .map_or_else(|| PathBuf::from("."), |(file, _)| loaded.base_dir(file));
     let dir = base.join(path);
+    // Two spellings of one folder are one package, loaded once.
+    let canonical = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+    if let Some(i) = packages.iter().position(|(c, _)| *c == canonical) {
+        return Ok(Source::Package(i));
+    }
     let package = crate::pkg::Package::load(&dir).map_err(|e| match e {
         SpecError::Read { path, source } => {
             package_error(loaded, wanted, format!("no package at {path}: {source}"))
         }
         other => BuildError::Spec(other),
     })?;
-    // Two spellings of one folder are one package.
-    let canonical = std::fs::canonicalize(&dir).unwrap_or(dir);
-    if let Some(i) = packages.iter().position(|(c, _)| *c == canonical) {
-        return Ok(Source::Package(i));
-    }
     packages.push((canonical, package));
     Ok(Source::Package(packages.len() - 1))
 }
