@@ -144,8 +144,13 @@ pub(crate) fn map_parallel<T: Sync, R: Send>(
     Ok(out)
 }
 
-/// The number of threads compressing writers use: one per core.
-pub(crate) use crate::archive::compress::available_threads as threads;
+/// The number of threads a compressing writer uses: `requested`, or one per core for 0.
+pub(crate) fn threads(requested: usize) -> usize {
+    match requested {
+        0 => crate::archive::compress::available_threads(),
+        n => n,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -172,11 +172,7 @@ pub fn write(raw: &RawDisk<'_>, out: &mut File, opts: &Qcow2Options) -> Result<u
     if opts.compress {
         // Clusters are deflated a batch at a time on every core, and stored in order.
         let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(BATCH);
-        let threads = if opts.threads == 0 {
-            threads()
-        } else {
-            opts.threads
-        };
+        let threads = threads(opts.threads);
         let flush = |data: &mut Data<'_>, batch: &mut Vec<(u64, Vec<u8>)>| {
             let packed = map_parallel(batch, threads, |part| {
                 part.iter().map(|(_, bytes)| deflate(bytes)).collect()

@@ -144,11 +144,7 @@ pub fn write_stream_optimized<W: Write>(
         w,
         directory: vec![0u32; tables as usize],
         table: None,
-        threads: if opts.threads == 0 {
-            threads()
-        } else {
-            opts.threads
-        },
+        threads: threads(opts.threads),
         failed: None,
         grains: 0,
     };
